@@ -1,0 +1,14 @@
+//! covdiff-core: the framework-free mathematics and I/O of covdiff.
+//!
+//! Everything here follows `shared/MATH.md`; equations are cited where they
+//! are implemented. Nothing here depends on burn.
+
+pub mod data;
+pub mod dct;
+pub mod dense;
+pub mod gaussian;
+pub mod gff;
+pub mod schedule;
+pub mod skip_step;
+pub mod toy2d;
+pub mod trajectory;
