@@ -1,1 +1,13 @@
+//! covdiff-model: burn tensors and modules, shared by the native CLI and
+//! the browser. Everything is generic over `B: Backend`; the shells pick the
+//! backend through this crate's `ndarray`, `wgpu` and `cuda` features.
+//!
+//! The library returns tensors and never reads them back synchronously: a
+//! blocking GPU read panics in a browser.
 
+pub mod backends;
+pub mod covariance;
+pub mod spatial;
+
+pub use covariance::{Covariance, Diagonal, Isotropic, KDct, LowRank};
+pub use spatial::SpatialBasis;
