@@ -1,1 +1,50 @@
-fn main() {}
+//! `covdiff`: diffusion models with non-diagonal covariance, on the command line.
+
+mod commands;
+mod device;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use device::DeviceKind;
+
+#[derive(Parser)]
+#[command(name = "covdiff", version, about = "Diffusion models with structured (K-DCT) posterior covariance", long_about = None)]
+struct Cli {
+    /// Compute device for tensor work: cpu (ndarray), wgpu (Vulkan/Metal/DX12) or cuda.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: DeviceKind,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample Gaussian free field noise and save it as a PNG grid (and optionally .npy).
+    Gff(commands::gff::Args),
+    /// Print a noise schedule: t, beta, alpha, abar.
+    Schedule(commands::schedule::Args),
+    /// Inspect data sources.
+    #[command(subcommand)]
+    Data(commands::data::Command),
+    /// Analyse the covariance structure of a dataset (paper Fig. 1B, 5, 6).
+    #[command(subcommand)]
+    Covariance(commands::covariance::Command),
+    /// Benchmarks: covariance operators (K-DCT against diagonal) and DCTs.
+    #[command(subcommand)]
+    Bench(commands::bench::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gff(a) => commands::gff::run(a),
+        Command::Schedule(a) => commands::schedule::run(a),
+        Command::Data(c) => commands::data::run(c),
+        Command::Covariance(c) => commands::covariance::run(c),
+        Command::Bench(c) => commands::bench::run(c, cli.device),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

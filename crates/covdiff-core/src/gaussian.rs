@@ -190,9 +190,7 @@ impl DctGaussian {
 
     /// Exact covariance of `q(x_s | x_t)`, dense.
     pub fn posterior_cov_dense(&self, abar_t: f64, abar_s: f64) -> DMatrix<f64> {
-        dense::from_operator(self.dim(), |v| {
-            self.per_frequency(v, |k| self.posterior_blocks(k, abar_t, abar_s).1)
-        })
+        dense::from_operator(self.dim(), |v| self.per_frequency(v, |k| self.posterior_blocks(k, abar_t, abar_s).1))
     }
 
     /// An exact draw of `x_s ~ q(x_s | x_t)`.

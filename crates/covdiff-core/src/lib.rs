@@ -6,9 +6,13 @@
 pub mod data;
 pub mod dct;
 pub mod dense;
+pub mod figure;
 pub mod gaussian;
 pub mod gff;
+pub mod npy;
 pub mod schedule;
 pub mod skip_step;
+pub mod structure;
+pub mod svg;
 pub mod toy2d;
 pub mod trajectory;

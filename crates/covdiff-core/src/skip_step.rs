@@ -26,15 +26,7 @@ impl SkipStep {
         let a = abar_t / abar_s;
         let bbar_t = 1.0 - abar_t;
         let bbar_s = 1.0 - abar_s;
-        Self {
-            t,
-            s,
-            abar_t,
-            abar_s,
-            a,
-            btilde: bbar_s * (1.0 - a) / bbar_t,
-            kappa: (1.0 - a).powi(2) / (a * bbar_t),
-        }
+        Self { t, s, abar_t, abar_s, a, btilde: bbar_s * (1.0 - a) / bbar_t, kappa: (1.0 - a).powi(2) / (a * bbar_t) }
     }
 
     pub fn bbar_t(&self) -> f64 {
@@ -56,10 +48,7 @@ impl SkipStep {
     /// `c_x0 = sqrt(abar_s)(1 - a)/bbar_t`, `c_x = sqrt(a) bbar_s / bbar_t`.
     pub fn mean_from_x0(&self) -> (f64, f64) {
         let bt = self.bbar_t();
-        (
-            self.abar_s.sqrt() * (1.0 - self.a) / bt,
-            self.a.sqrt() * self.bbar_s() / bt,
-        )
+        (self.abar_s.sqrt() * (1.0 - self.a) / bt, self.a.sqrt() * self.bbar_s() / bt)
     }
 
     /// Tweedie: `x0_hat = c_x x_t + c_eps eps_hat`.
@@ -86,11 +75,7 @@ impl SkipStep {
     /// DDIM(eta): `x_s = c_x0 x0_hat + c_eps eps_hat + sigma z`, `sigma^2 = eta^2 btilde`.
     pub fn ddim(&self, eta: f64) -> Ddim {
         let sigma2 = eta * eta * self.btilde;
-        Ddim {
-            c_x0: self.abar_s.sqrt(),
-            c_eps: (self.bbar_s() - sigma2).max(0.0).sqrt(),
-            sigma: sigma2.sqrt(),
-        }
+        Ddim { c_x0: self.abar_s.sqrt(), c_eps: (self.bbar_s() - sigma2).max(0.0).sqrt(), sigma: sigma2.sqrt() }
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::backend::Backend;
 use common::*;
 use covdiff_core::dense::{dct2_matrix, kdct_family, separable_matrix};
 use covdiff_model::{Covariance, Diagonal, Isotropic, KDct, LowRank, SpatialBasis};
@@ -83,7 +83,8 @@ pub fn kdct_family_suite<B: Backend>(device: &B::Device) {
             let bb = rng.normal(d * d, 1.0 / (d as f64).sqrt());
             let diags: Vec<Vec<f64>> = (0..4).map(|_| rng.uniform(d, 0.5, 1.5)).collect();
             let f = covdiff_core::dct::dct_matrix(d);
-            let scaled = |l: &[f64], r: &[f64]| -> Vec<f64> { (0..d * d).map(|k| l[k / d] * f[k] * r[k % d]).collect() };
+            let scaled =
+                |l: &[f64], r: &[f64]| -> Vec<f64> { (0..d * d).map(|k| l[k / d] * f[k] * r[k % d]).collect() };
             let (fa, fb) = (scaled(&diags[0], &diags[1]), scaled(&diags[2], &diags[3]));
             let t1 = |v: &[f64]| tensor::<B, 1>(v, [d], device);
             vec![
@@ -103,7 +104,13 @@ pub fn kdct_family_suite<B: Backend>(device: &B::Device) {
         for (name, basis, t) in bases {
             let dense = (0..b)
                 .map(|i| {
-                    kdct_family(&e[i * n..(i + 1) * n], &l[i * c * c..(i + 1) * c * c], &lam[i * d * d..(i + 1) * d * d], &t, c)
+                    kdct_family(
+                        &e[i * n..(i + 1) * n],
+                        &l[i * c * c..(i + 1) * c * c],
+                        &lam[i * d * d..(i + 1) * d * d],
+                        &t,
+                        c,
+                    )
                 })
                 .collect();
             let op = KDct::new(
@@ -162,7 +169,14 @@ pub fn monte_carlo_suite<B: Backend>(device: &B::Device) {
     let free_b = rng.normal(d * d, 0.5);
     let r = rng.normal(n * 2, 0.4);
     let e_t = tensor::<B, 4>(&rep(&e), [batch, c, d, d], device);
-    let kdct = |basis| KDct::new(e_t.clone(), tensor::<B, 3>(&rep(&l), [batch, c, c], device), tensor::<B, 3>(&rep(&lam), [batch, d, d], device), basis);
+    let kdct = |basis| {
+        KDct::new(
+            e_t.clone(),
+            tensor::<B, 3>(&rep(&l), [batch, c, c], device),
+            tensor::<B, 3>(&rep(&lam), [batch, d, d], device),
+            basis,
+        )
+    };
     let free = SpatialBasis::free(tensor::<B, 2>(&free_a, [d, d], device), tensor::<B, 2>(&free_b, [d, d], device));
     mc_check("kdct", kdct(SpatialBasis::dct(d, device)), reps);
     mc_check("free", kdct(free), reps);
@@ -256,6 +270,3 @@ mod wgpu {
         }
     }
 }
-
-#[allow(unused)]
-fn _unused<B: Backend>(_: Tensor<B, 1>) {}

@@ -27,7 +27,11 @@ pub fn load_cifar10(path: &Path) -> Result<ImageSet, DataError> {
         }
         for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
             if rec[0] > 9 {
-                return Err(DataError::format(f, (i * RECORD) as u64, format!("label {} is not a CIFAR-10 class (0-9)", rec[0])));
+                return Err(DataError::format(
+                    f,
+                    (i * RECORD) as u64,
+                    format!("label {} is not a CIFAR-10 class (0-9)", rec[0]),
+                ));
             }
             labels.push(rec[0] as u32);
             pixels.extend_from_slice(&rec[1..]);

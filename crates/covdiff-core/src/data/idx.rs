@@ -21,7 +21,11 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
         return Err(DataError::format(path, bytes.len() as u64, "file ends inside the 4-byte IDX magic"));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(DataError::format(path, 0, format!("bad IDX magic {:02x}{:02x}, expected 0000", bytes[0], bytes[1])));
+        return Err(DataError::format(
+            path,
+            0,
+            format!("bad IDX magic {:02x}{:02x}, expected 0000", bytes[0], bytes[1]),
+        ));
     }
     if bytes[2] != 0x08 {
         return Err(DataError::format(path, 2, format!("IDX type 0x{:02x} is not unsigned bytes (0x08)", bytes[2])));
@@ -32,7 +36,11 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(DataError::format(path, bytes.len() as u64, format!("file ends inside the {ndim}-dimension IDX header")));
+        return Err(DataError::format(
+            path,
+            bytes.len() as u64,
+            format!("file ends inside the {ndim}-dimension IDX header"),
+        ));
     }
     let dims: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
@@ -62,7 +70,10 @@ pub fn load_idx(path: &Path) -> Result<ImageSet, DataError> {
         Some(lp) if lp.exists() => {
             let (ldims, l) = read_idx(&lp)?;
             if ldims != [dims[0]] {
-                return Err(DataError::invalid(&lp, format!("{} labels for {} images", ldims.iter().product::<usize>(), dims[0])));
+                return Err(DataError::invalid(
+                    &lp,
+                    format!("{} labels for {} images", ldims.iter().product::<usize>(), dims[0]),
+                ));
             }
             Some(l.into_iter().map(u32::from).collect())
         }

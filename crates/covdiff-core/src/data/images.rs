@@ -50,10 +50,8 @@ fn is_image(p: &Path) -> bool {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| DataError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     Ok(v)
 }
@@ -62,7 +60,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 fn list(dir: &Path) -> Result<(Vec<(PathBuf, u32)>, usize), DataError> {
     let entries = sorted_entries(dir)?;
     let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let top: Vec<(PathBuf, u32)> = entries.iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p.clone(), 0)).collect();
+    let top: Vec<(PathBuf, u32)> =
+        entries.iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p.clone(), 0)).collect();
     if !top.is_empty() || subdirs.is_empty() {
         return Ok((top, 0));
     }
@@ -103,7 +102,9 @@ mod tests {
         let dir = tempdir("img-classes");
         for (k, name) in ["cat", "dog"].iter().enumerate() {
             std::fs::create_dir_all(dir.join(name)).unwrap();
-            image::RgbImage::from_pixel(3, 3, image::Rgb([k as u8 * 100, 0, 0])).save(dir.join(name).join("x.png")).unwrap();
+            image::RgbImage::from_pixel(3, 3, image::Rgb([k as u8 * 100, 0, 0]))
+                .save(dir.join(name).join("x.png"))
+                .unwrap();
         }
         let set = load_image_folder(&dir, 3).unwrap();
         assert_eq!(set.labels, Some(vec![0, 1]));

@@ -27,7 +27,9 @@ impl FromStr for DataSource {
             return Ok(Self::FashionMnist);
         }
         let (kind, path) = s.split_once(':').ok_or_else(|| {
-            DataError::Spec(format!("unknown data source '{s}': use fashion-mnist, idx:<path>, cifar10:<dir> or images:<dir>"))
+            DataError::Spec(format!(
+                "unknown data source '{s}': use fashion-mnist, idx:<path>, cifar10:<dir> or images:<dir>"
+            ))
         })?;
         if path.is_empty() {
             return Err(DataError::Spec(format!("data source '{s}' needs a path after '{kind}:'")));
@@ -58,7 +60,9 @@ impl DataSource {
     pub fn load(&self, image_size: usize) -> Result<ImageSet, DataError> {
         match self {
             Self::FashionMnist => {
-                let dir = std::env::var_os("COVDIFF_FASHION_MNIST").map(PathBuf::from).unwrap_or_else(|| FASHION_MNIST_DIR.into());
+                let dir = std::env::var_os("COVDIFF_FASHION_MNIST")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| FASHION_MNIST_DIR.into());
                 let file = dir.join("train-images-idx3-ubyte.gz");
                 if !file.exists() {
                     return Err(DataError::invalid(

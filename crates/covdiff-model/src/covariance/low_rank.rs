@@ -55,7 +55,9 @@ impl<B: Backend> Covariance<B> for LowRank<B> {
         // ||diag(e) + R R^T||^2 = ||e||^2 + ||R^T R||^2 + 2 sum_i e_i (R R^T)_ii.
         let gram = self.r.clone().swap_dims(1, 2).matmul(self.r.clone());
         let rr = (self.r.clone() * self.r.clone()).sum_dim(2).reshape(self.shape());
-        per_image_sum(self.e.clone().powi_scalar(2)) + per_image_sum(gram.powi_scalar(2)) + per_image_sum(self.e.clone() * rr) * 2.0
+        per_image_sum(self.e.clone().powi_scalar(2))
+            + per_image_sum(gram.powi_scalar(2))
+            + per_image_sum(self.e.clone() * rr) * 2.0
     }
     fn shift_scale(&self, shift: f64, scale: f64) -> Self {
         Self { e: self.e.clone() * scale + shift, r: self.r.clone() * scale.sqrt() }

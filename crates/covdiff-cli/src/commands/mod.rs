@@ -1,0 +1,5 @@
+pub mod bench;
+pub mod covariance;
+pub mod data;
+pub mod gff;
+pub mod schedule;

@@ -1,0 +1,98 @@
+//! Backend selection by `--device`, with a clear error where a device is
+//! missing or was not compiled in.
+
+use anyhow::{bail, Result};
+use burn::tensor::backend::Backend;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+impl FromStr for DeviceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!("unknown device '{other}' (expected cpu, wgpu or cuda)")),
+        }
+    }
+}
+
+/// Work that runs on any backend.
+pub trait BackendJob {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output>;
+}
+
+/// Run `job` on the chosen device.
+pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    match kind {
+        DeviceKind::Cpu => {
+            #[cfg(feature = "ndarray")]
+            return job.run::<covdiff_model::backends::Cpu>(Default::default());
+            #[cfg(not(feature = "ndarray"))]
+            bail!("this covdiff was built without the cpu backend: rebuild with --features ndarray");
+        }
+        DeviceKind::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            {
+                let device = burn::backend::wgpu::WgpuDevice::default();
+                probe::<covdiff_model::backends::Wgpu>(
+                    &device,
+                    "wgpu",
+                    "no GPU adapter was found (on Linux, install a Vulkan driver such as mesa-vulkan-drivers)",
+                )?;
+                return job.run::<covdiff_model::backends::Wgpu>(device);
+            }
+            #[cfg(not(feature = "wgpu"))]
+            bail!("this covdiff was built without the wgpu backend: rebuild with --features wgpu");
+        }
+        DeviceKind::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                let device = burn::backend::cuda::CudaDevice::default();
+                probe::<covdiff_model::backends::Cuda>(
+                    &device,
+                    "cuda",
+                    "no usable NVIDIA GPU: the CUDA driver (libcuda) or a device is missing",
+                )?;
+                return job.run::<covdiff_model::backends::Cuda>(device);
+            }
+            #[cfg(not(feature = "cuda"))]
+            bail!("this covdiff was built without the cuda backend: rebuild with --features cuda");
+        }
+    }
+}
+
+/// Run one tiny computation; a backend that panics for want of a driver becomes an error.
+#[allow(dead_code)]
+fn probe<B: Backend>(device: &B::Device, name: &str, hint: &str) -> Result<()> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let t = burn::tensor::Tensor::<B, 1>::ones([4], device);
+        t.sum().into_scalar()
+    }));
+    std::panic::set_hook(previous);
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let why = why.lines().next().unwrap_or("").chars().take(300).collect::<String>();
+            bail!(
+                "the {name} device is unavailable: {hint}{}",
+                if why.is_empty() { String::new() } else { format!(" ({why})") }
+            )
+        }
+    }
+}

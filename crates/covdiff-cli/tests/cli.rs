@@ -1,0 +1,178 @@
+//! The `covdiff` binary end to end: outputs exist and are right, and bad
+//! input ends in a clear error (exit 1, a message, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn covdiff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_covdiff")).args(args).output().expect("covdiff runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("covdiff-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A clean failure: exit code 1, an `error:` line containing `want`, no panic.
+fn assert_error(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("error:") && err.contains(want), "wanted '{want}' in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn write_idx(path: &Path, n: usize, d: usize) {
+    let mut b = vec![0u8, 0, 8, 3];
+    for x in [n, d, d] {
+        b.extend((x as u32).to_be_bytes());
+    }
+    // Smooth random-ish images: a ramp plus per-image offset.
+    for k in 0..n {
+        for i in 0..d {
+            for j in 0..d {
+                b.push(((i * 9 + j * 5 + k * 37 + (k * k) % 13 * (i + j)) % 256) as u8);
+            }
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn help_is_everywhere() {
+    for args in [
+        vec!["--help"],
+        vec!["gff", "--help"],
+        vec!["schedule", "--help"],
+        vec!["data", "info", "--help"],
+        vec!["covariance", "fit", "--help"],
+        vec!["bench", "covariance", "--help"],
+        vec!["bench", "dct", "--help"],
+    ] {
+        let o = covdiff(&args);
+        assert!(o.status.success(), "{args:?}");
+        assert!(stdout(&o).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn gff_writes_png_and_unit_variance_npy() {
+    let dir = scratch("gff");
+    let (png, npy) = (dir.join("g.png"), dir.join("g.npy"));
+    let o = covdiff(&[
+        "gff",
+        "--size",
+        "32",
+        "--gamma",
+        "1.0",
+        "--n",
+        "8",
+        "--seed",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+        "--raw",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&png).unwrap();
+    assert!(img.width() > 32 * 2 && img.height() > 32);
+    let (shape, data) = covdiff_core::npy::read_f32(&npy).unwrap();
+    assert_eq!(shape, vec![8, 32, 32]);
+    let var = data.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / data.len() as f64;
+    // Per-pixel variance is 1; 8 smooth fields give a noisy estimate, so allow +-35%.
+    assert!((var - 1.0).abs() < 0.35, "variance {var}");
+    assert_error(&covdiff(&["gff", "--gamma", "nan", "--out", png.to_str().unwrap()]), "gamma");
+    assert_error(&covdiff(&["gff", "--n", "0", "--out", png.to_str().unwrap()]), "must be positive");
+}
+
+#[test]
+fn schedule_csv_matches_the_closed_form() {
+    let o = covdiff(&["schedule", "linear", "--steps", "1000", "--csv"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "t,beta,alpha,abar");
+    assert_eq!(lines.len(), 1001);
+    let last: Vec<f64> = lines[1000].split(',').map(|x| x.parse().unwrap()).collect();
+    assert_eq!(last[0], 1000.0);
+    assert!((last[1] - 0.02).abs() < 1e-15);
+    let abar: f64 = (1..=1000).map(|t| 1.0 - (1e-4 + (0.02 - 1e-4) * (t - 1) as f64 / 999.0)).product();
+    assert!((last[3] - abar).abs() < 1e-15);
+    for kind in ["cosine", "sigmoid"] {
+        assert!(covdiff(&["schedule", kind]).status.success());
+    }
+    assert!(!covdiff(&["schedule", "quartic"]).status.success());
+}
+
+#[test]
+fn data_info_and_covariance_fit_on_an_idx_file() {
+    let dir = scratch("fit");
+    let file = dir.join("toy-images-idx3-ubyte");
+    write_idx(&file, 300, 8);
+    let src = format!("idx:{}", file.display());
+    let o = covdiff(&["data", "info", &src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("shape:    [300, 1, 8, 8]"), "{}", stdout(&o));
+
+    let (json, png) = (dir.join("fit.json"), dir.join("fit.png"));
+    let o = covdiff(&[
+        "covariance",
+        "fit",
+        &src,
+        "--d",
+        "6",
+        "--out",
+        json.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(fit["images"], 300);
+    assert_eq!(fit["kronecker_errors"][0].as_f64(), Some(0.0), "grey data: one Kronecker term is exact");
+    let kdct = fit["kdct_error"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&kdct));
+    assert!(image::open(&png).is_ok());
+    assert!(std::fs::read_to_string(dir.join("fit.svg")).unwrap().contains("<svg"));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = scratch("bad");
+    let trunc = dir.join("t-images-idx3-ubyte");
+    write_idx(&trunc, 4, 8);
+    let bytes = std::fs::read(&trunc).unwrap();
+    std::fs::write(&trunc, &bytes[..100]).unwrap();
+    assert_error(&covdiff(&["data", "info", &format!("idx:{}", trunc.display())]), "offset 100: data truncated");
+    assert_error(&covdiff(&["data", "info", "nonsense"]), "unknown data source");
+    assert_error(&covdiff(&["data", "info", &format!("cifar10:{}", dir.display())]), "no CIFAR-10 batches");
+    assert_error(&covdiff(&["data", "info", "idx:/definitely/not/here"]), "/definitely/not/here");
+    assert_error(&covdiff(&["covariance", "fit", &format!("images:{}", dir.display())]), "no .png");
+}
+
+#[test]
+fn missing_cuda_is_a_clear_error() {
+    let o = covdiff(&["--device", "cuda", "bench", "dct", "--sizes", "8", "--reps", "1"]);
+    // Built without the cuda feature: say so. Built with it, on a machine without a driver: say that.
+    assert_error(&o, "cuda");
+}
+
+#[test]
+fn benches_run_and_report_ratios() {
+    let o = covdiff(&["bench", "covariance", "--sizes", "8,16", "--batch", "2", "--reps", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ratio") && out.contains("growth exponent"), "{out}");
+    let o = covdiff(&["bench", "dct", "--sizes", "8", "--reps", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

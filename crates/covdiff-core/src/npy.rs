@@ -1,0 +1,86 @@
+//! NumPy `.npy` (format 1.0) for little-endian `f32` arrays.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Write `data` with `shape` as a C-order `<f4` array.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not match data");
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    out.extend(b"\x93NUMPY\x01\x00");
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    for x in data {
+        out.extend(x.to_le_bytes());
+    }
+    let tmp = path.with_extension("npy.partial");
+    std::fs::File::create(&tmp)?.write_all(&out)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Read a `<f4` C-order array: its shape and data.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let err = |off: usize, m: &str| format!("{}: at byte offset {off}: {m}", path.display());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(err(0, "not a .npy file (bad magic)"));
+    }
+    if bytes[6] != 1 {
+        return Err(err(6, "only .npy format version 1 is supported"));
+    }
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = bytes.get(10..10 + hlen).ok_or_else(|| err(bytes.len(), "file ends inside the header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| err(10, "header is not text"))?;
+    if !header.contains("'descr': '<f4'") || header.contains("'fortran_order': True") {
+        return Err(err(10, "only little-endian f32 C-order arrays are supported"));
+    }
+    let shape_txt = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| err(10, "header has no shape"))?;
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| err(10, "bad shape")))
+        .collect::<Result<_, _>>()?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[10 + hlen..];
+    if body.len() != 4 * count {
+        return Err(err(
+            10 + hlen + body.len().min(4 * count),
+            &format!("expected {} data bytes, found {}", 4 * count, body.len()),
+        ));
+    }
+    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    Ok((shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trips_and_rejects_truncation() {
+        let dir = crate::data::tempdir("npy");
+        let p = dir.join("a.npy");
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+        write_f32(&p, &[2, 3, 4], &data).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!((bytes.len() - 96) % 64, 0, "64-byte aligned header");
+        assert_eq!(read_f32(&p).unwrap(), (vec![2, 3, 4], data));
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(read_f32(&p).unwrap_err().contains("expected 96 data bytes"));
+        write_f32(&p, &[5], &[1.0; 5]).unwrap();
+        assert_eq!(read_f32(&p).unwrap().0, vec![5]);
+    }
+}

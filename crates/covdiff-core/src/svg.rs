@@ -1,0 +1,159 @@
+//! Minimal SVG line plots with axes, ticks and a legend.
+
+use std::fmt::Write;
+
+/// One named curve.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+}
+
+/// A line plot; `log_y` puts y on a log10 axis (non-positive values are dropped).
+pub struct LinePlot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+const COLOURS: [&str; 6] = ["#000000", "#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd"];
+
+impl LinePlot {
+    pub fn to_svg(&self) -> String {
+        let (w, h, ml, mr, mt, mb) = (560.0, 380.0, 70.0, 160.0, 40.0, 50.0);
+        let ty = |y: f64| if self.log_y { y.log10() } else { y };
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_y || p.1 > 0.0))
+            .map(|(x, y)| (x, ty(y)))
+            .collect();
+        let (mut x0, mut x1, mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |a, p| {
+            (a.0.min(p.0), a.1.max(p.0), a.2.min(p.1), a.3.max(p.1))
+        });
+        if pts.is_empty() {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        if x1 - x0 < 1e-12 {
+            x1 = x0 + 1.0;
+        }
+        if y1 - y0 < 1e-12 {
+            y0 -= 0.5;
+            y1 += 0.5;
+        }
+        if self.log_y {
+            y0 = y0.floor();
+            y1 = y1.ceil();
+        }
+        let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
+        let py = |y: f64| h - mb - (y - y0) / (y1 - y0) * (h - mt - mb);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
+            (ml + w - mr) / 2.0,
+            esc(&self.title)
+        );
+        let _ = writeln!(s, r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, h - mb, w - mr, h - mb);
+        let _ = writeln!(s, r#"<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>"#, h - mb);
+        for i in 0..=4 {
+            let x = x0 + (x1 - x0) * i as f64 / 4.0;
+            let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, px(x), h - mb + 16.0, num(x));
+        }
+        let yticks: Vec<f64> = if self.log_y {
+            (y0 as i64..=y1 as i64).map(|e| e as f64).collect()
+        } else {
+            (0..=4).map(|i| y0 + (y1 - y0) * i as f64 / 4.0).collect()
+        };
+        for y in yticks {
+            let label = if self.log_y { format!("1e{}", y as i64) } else { num(y) };
+            let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{label}</text>"#, ml - 6.0, py(y) + 4.0);
+            let _ = writeln!(s, r##"<line x1="{ml}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/>"##, py(y), w - mr);
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            (ml + w - mr) / 2.0,
+            h - 12.0,
+            esc(&self.x_label)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            (mt + h - mb) / 2.0,
+            esc(&self.y_label)
+        );
+        for (k, ser) in self.series.iter().enumerate() {
+            let colour = COLOURS[k % COLOURS.len()];
+            let dash = if ser.dashed { r#" stroke-dasharray="6,4""# } else { "" };
+            let path: Vec<String> = ser
+                .points
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_y || p.1 > 0.0))
+                .map(|&(x, y)| format!("{:.2},{:.2}", px(x), py(ty(y))))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"#,
+                path.join(" ")
+            );
+            for p in &path {
+                let (cx, cy) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = writeln!(s, r#"<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>"#);
+            }
+            let ly = mt + 10.0 + 18.0 * k as f64;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>"#,
+                w - mr + 10.0,
+                w - mr + 34.0
+            );
+            let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, w - mr + 40.0, ly + 4.0, esc(&ser.name));
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn num(x: f64) -> String {
+    if x.abs() >= 1000.0 || (x != 0.0 && x.abs() < 0.01) {
+        format!("{x:.1e}")
+    } else {
+        format!("{:.3}", x).trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_has_one_polyline_per_series_and_escapes_text() {
+        let plot = LinePlot {
+            title: "a < b".into(),
+            x_label: "n".into(),
+            y_label: "err".into(),
+            log_y: true,
+            series: vec![
+                Series { name: "one".into(), points: vec![(1.0, 1.0), (2.0, 0.01)], dashed: false },
+                Series { name: "two".into(), points: vec![(1.0, 0.0), (2.0, 0.1)], dashed: true },
+            ],
+        };
+        let s = plot.to_svg();
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert!(s.contains("a &lt; b") && s.contains("1e-2") && s.contains("stroke-dasharray"));
+        assert_eq!(s.matches("<circle").count(), 3, "log axis drops the zero");
+    }
+}
