@@ -33,45 +33,50 @@ pub trait BackendJob {
 /// Run `job` on the chosen device.
 pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
     match kind {
-        DeviceKind::Cpu => {
-            #[cfg(feature = "ndarray")]
-            return job.run::<covdiff_model::backends::Cpu>(Default::default());
-            #[cfg(not(feature = "ndarray"))]
-            bail!("this covdiff was built without the cpu backend: rebuild with --features ndarray");
-        }
-        DeviceKind::Wgpu => {
-            #[cfg(feature = "wgpu")]
-            {
-                let device = burn::backend::wgpu::WgpuDevice::default();
-                probe::<covdiff_model::backends::Wgpu>(
-                    &device,
-                    "wgpu",
-                    "no GPU adapter was found (on Linux, install a Vulkan driver such as mesa-vulkan-drivers)",
-                )?;
-                return job.run::<covdiff_model::backends::Wgpu>(device);
-            }
-            #[cfg(not(feature = "wgpu"))]
-            bail!("this covdiff was built without the wgpu backend: rebuild with --features wgpu");
-        }
-        DeviceKind::Cuda => {
-            #[cfg(feature = "cuda")]
-            {
-                let device = burn::backend::cuda::CudaDevice::default();
-                probe::<covdiff_model::backends::Cuda>(
-                    &device,
-                    "cuda",
-                    "no usable NVIDIA GPU: the CUDA driver (libcuda) or a device is missing",
-                )?;
-                return job.run::<covdiff_model::backends::Cuda>(device);
-            }
-            #[cfg(not(feature = "cuda"))]
-            bail!("this covdiff was built without the cuda backend: rebuild with --features cuda");
-        }
+        DeviceKind::Cpu => run_cpu(job),
+        DeviceKind::Wgpu => run_wgpu(job),
+        DeviceKind::Cuda => run_cuda(job),
     }
 }
 
+#[cfg(feature = "ndarray")]
+fn run_cpu<J: BackendJob>(job: J) -> Result<J::Output> {
+    job.run::<covdiff_model::backends::Cpu>(Default::default())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn run_cpu<J: BackendJob>(_: J) -> Result<J::Output> {
+    bail!("this covdiff was built without the cpu backend: rebuild with --features ndarray")
+}
+
+#[cfg(feature = "wgpu")]
+fn run_wgpu<J: BackendJob>(job: J) -> Result<J::Output> {
+    let device = burn::backend::wgpu::WgpuDevice::default();
+    let hint = "no GPU adapter was found (on Linux, install a Vulkan driver such as mesa-vulkan-drivers)";
+    probe::<covdiff_model::backends::Wgpu>(&device, "wgpu", hint)?;
+    job.run::<covdiff_model::backends::Wgpu>(device)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu<J: BackendJob>(_: J) -> Result<J::Output> {
+    bail!("this covdiff was built without the wgpu backend: rebuild with --features wgpu")
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda<J: BackendJob>(job: J) -> Result<J::Output> {
+    let device = burn::backend::cuda::CudaDevice::default();
+    let hint = "no usable NVIDIA GPU: the CUDA driver (libcuda) or a device is missing";
+    probe::<covdiff_model::backends::Cuda>(&device, "cuda", hint)?;
+    job.run::<covdiff_model::backends::Cuda>(device)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda<J: BackendJob>(_: J) -> Result<J::Output> {
+    bail!("this covdiff was built without the cuda backend: rebuild with --features cuda")
+}
+
 /// Run one tiny computation; a backend that panics for want of a driver becomes an error.
-#[allow(dead_code)]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn probe<B: Backend>(device: &B::Device, name: &str, hint: &str) -> Result<()> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

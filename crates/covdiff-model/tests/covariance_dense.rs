@@ -187,7 +187,7 @@ pub fn monte_carlo_suite<B: Backend>(device: &B::Device) {
 fn mc_check<B: Backend, C: Covariance<B>>(name: &str, op: C, reps: usize) {
     let [batch, ..] = op.shape();
     let n = op.dim();
-    let truth = matrix(&values(op.to_dense().slice([0..1])), 0, n);
+    let truth = matrix(&values(op.to_dense().narrow(0, 0, 1)), 0, n);
     let mut acc = DMatrix::<f64>::zeros(n, n);
     for _ in 0..reps {
         let s = values(op.sample());

@@ -62,7 +62,7 @@ fn kdct_free_and_free_diag_gradients_match_dense() {
     let bb = leaf(rng.normal(d * d, 0.5), d, d);
     let diags = leaf(rng.uniform(4 * d, 0.5, 1.5), 4, d);
     let v = tensor::<Ad, 4>(&rng.normal(b * n, 1.0), [b, c, d, d], &dev);
-    let row = |k: usize| diags.clone().slice([k..k + 1]).reshape([d]);
+    let row = |k: usize| diags.clone().narrow(0, k, 1).reshape([d]);
     let core = vec![e.clone(), l.clone(), lam.clone()];
     let cases = [
         ("kdct", core.clone()),

@@ -92,7 +92,7 @@ mod tests {
         let set = load_image_folder(&dir, 2).unwrap();
         assert_eq!((set.len(), set.channels, set.size), (3, 3, 2));
         assert_eq!(set.labels, None);
-        assert_eq!(&set.image(0)[..], &[1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0][..]);
+        assert_eq!(set.image(0), &[1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0][..]);
         assert!(set.image(1).iter().all(|&x| x == 1.0));
         assert!(set.image(2)[8] > 0.9 && set.image(2)[0] < -0.9, "jpeg blue");
     }
