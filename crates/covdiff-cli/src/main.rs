@@ -29,6 +29,9 @@ enum Command {
     /// Analyse the covariance structure of a dataset (paper Fig. 1B, 5, 6).
     #[command(subcommand)]
     Covariance(commands::covariance::Command),
+    /// Toy 2D diffusion with learned full 2x2 covariance (the anisotropic-covariance thesis).
+    #[command(subcommand)]
+    Toy2d(commands::toy2d::Command),
     /// Benchmarks: covariance operators (K-DCT against diagonal) and DCTs.
     #[command(subcommand)]
     Bench(commands::bench::Command),
@@ -41,6 +44,7 @@ fn main() {
         Command::Schedule(a) => commands::schedule::run(a),
         Command::Data(c) => commands::data::run(c),
         Command::Covariance(c) => commands::covariance::run(c),
+        Command::Toy2d(c) => commands::toy2d::run(c, cli.device),
         Command::Bench(c) => commands::bench::run(c, cli.device),
     };
     if let Err(e) = result {

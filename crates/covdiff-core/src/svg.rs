@@ -135,6 +135,49 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// One cloud of points in a scatter panel.
+pub struct Cloud {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
+    pub colour: String,
+}
+
+/// Scatter panels side by side, sharing the square window `[-lim, lim]^2`.
+pub fn scatter_panels(title: &str, panels: &[(String, Vec<Cloud>)], lim: f64) -> String {
+    let (side, gap, top) = (260.0, 20.0, 50.0);
+    let w = gap + panels.len() as f64 * (side + gap);
+    let h = top + side + 40.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#, w / 2.0, esc(title));
+    for (k, (name, clouds)) in panels.iter().enumerate() {
+        let ox = gap + k as f64 * (side + gap);
+        let _ = writeln!(s, r##"<rect x="{ox}" y="{top}" width="{side}" height="{side}" fill="none" stroke="#999"/>"##);
+        let _ =
+            writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, ox + side / 2.0, top - 8.0, esc(name));
+        for (j, c) in clouds.iter().enumerate() {
+            for p in &c.points {
+                if p[0].abs() > lim || p[1].abs() > lim || !p[0].is_finite() || !p[1].is_finite() {
+                    continue;
+                }
+                let (x, y) = (ox + (p[0] + lim) / (2.0 * lim) * side, top + (lim - p[1]) / (2.0 * lim) * side);
+                let _ =
+                    writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="1.2" fill="{}" fill-opacity="0.5"/>"#, c.colour);
+            }
+            let ly = top + side + 16.0 + 0.0 * j as f64;
+            let lx = ox + 10.0 + 120.0 * j as f64;
+            let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{}"/>"#, ly - 4.0, c.colour);
+            let _ = writeln!(s, r#"<text x="{}" y="{ly}">{}</text>"#, lx + 8.0, esc(&c.name));
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

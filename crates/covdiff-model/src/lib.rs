@@ -8,6 +8,7 @@
 pub mod backends;
 pub mod covariance;
 pub mod spatial;
+pub mod toy2d;
 
-pub use covariance::{Covariance, Diagonal, Isotropic, KDct, LowRank};
+pub use covariance::{Covariance, Diagonal, Full2, Isotropic, KDct, LowRank};
 pub use spatial::SpatialBasis;

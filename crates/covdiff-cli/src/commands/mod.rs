@@ -3,3 +3,4 @@ pub mod covariance;
 pub mod data;
 pub mod gff;
 pub mod schedule;
+pub mod toy2d;

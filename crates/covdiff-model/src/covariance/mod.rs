@@ -7,11 +7,13 @@
 //! for tests and small-n exact likelihoods.
 
 mod diagonal;
+mod full2;
 mod isotropic;
 mod kdct;
 mod low_rank;
 
 pub use diagonal::Diagonal;
+pub use full2::Full2;
 pub use isotropic::Isotropic;
 pub use kdct::KDct;
 pub use low_rank::LowRank;

@@ -1,0 +1,14 @@
+//! Toy 2D diffusion with a learned full 2 x 2 covariance (the anisotropic
+//! covariance thesis, `papers/anisotropic-covariance-2d.md`; MATH.md "2D
+//! anisotropic covariance"), in two variants: the thesis as written, and the
+//! principled one where `L L^T` estimates `E_t = Cov[eps | x_t]`.
+
+mod network;
+mod oracle;
+mod reverse;
+mod train;
+
+pub use network::{time_embedding, Mlp, Toy2dConfig, Toy2dModel};
+pub use oracle::GaussianOracle;
+pub use reverse::{Denoiser2d, ReverseProcess, StepCovariance};
+pub use train::{Objective, StepLosses, TrainOptions, Trainer};
