@@ -57,6 +57,9 @@ fn help_is_everywhere() {
         vec!["covariance", "fit", "--help"],
         vec!["bench", "covariance", "--help"],
         vec!["bench", "dct", "--help"],
+        vec!["toy2d", "train", "--help"],
+        vec!["toy2d", "sample", "--help"],
+        vec!["toy2d", "sweep", "--help"],
     ] {
         let o = covdiff(&args);
         assert!(o.status.success(), "{args:?}");
@@ -175,4 +178,79 @@ fn benches_run_and_report_ratios() {
     assert!(out.contains("ratio") && out.contains("growth exponent"), "{out}");
     let o = covdiff(&["bench", "dct", "--sizes", "8", "--reps", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn toy2d_trains_samples_by_label_and_rejects_bad_requests() {
+    let dir = scratch("toy2d");
+    let stem = dir.join("mix");
+    let o = covdiff(&[
+        "toy2d",
+        "train",
+        "--data",
+        "mix",
+        "--conditional",
+        "--steps",
+        "60",
+        "--points",
+        "400",
+        "--out",
+        stem.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("mix.json")).unwrap()).unwrap();
+    assert_eq!(card["classes"], 4);
+    assert_eq!(card["objective"], "principled");
+    let metrics = std::fs::read_to_string(dir.join("mix.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "steps 1, 51 and 60");
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(first["loss"].as_f64().unwrap().is_finite());
+
+    let card_path = dir.join("mix.json");
+    let (svg, npy) = (dir.join("s.svg"), dir.join("s.npy"));
+    let o = covdiff(&[
+        "toy2d",
+        "sample",
+        "--model",
+        card_path.to_str().unwrap(),
+        "--k",
+        "5",
+        "--label",
+        "2",
+        "--n",
+        "50",
+        "--out",
+        svg.to_str().unwrap(),
+        "--raw",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(covdiff_core::npy::read_f32(&npy).unwrap().0, vec![50, 2]);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<circle"));
+
+    let model = card_path.to_str().unwrap();
+    assert_error(
+        &covdiff(&["toy2d", "sample", "--model", model, "--label", "9", "--out", svg.to_str().unwrap()]),
+        "out of range",
+    );
+    assert_error(
+        &covdiff(&["toy2d", "sample", "--model", model, "--covariance", "thesis", "--out", svg.to_str().unwrap()]),
+        "needs a model trained",
+    );
+    assert_error(&covdiff(&["toy2d", "sample", "--model", model, "--k", "0", "--out", svg.to_str().unwrap()]), "K");
+    assert_error(
+        &covdiff(&["toy2d", "train", "--data", "spiral", "--out", stem.to_str().unwrap()]),
+        "unknown toy dataset",
+    );
+    std::fs::write(dir.join("mix.mpk"), b"garbage").unwrap();
+    assert_error(
+        &covdiff(&["toy2d", "sample", "--model", model, "--out", svg.to_str().unwrap()]),
+        "cannot load weights",
+    );
+    std::fs::write(&card_path, b"{not json").unwrap();
+    assert_error(
+        &covdiff(&["toy2d", "sample", "--model", model, "--out", svg.to_str().unwrap()]),
+        "not a toy2d model card",
+    );
 }

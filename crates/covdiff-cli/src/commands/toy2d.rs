@@ -71,7 +71,8 @@ pub struct TrainArgs {
     /// baseline (scalar variance), thesis (KL to the batch noise covariance), or principled (NPR-residual E_t).
     #[arg(long, default_value = "principled")]
     objective: String,
-    /// Output stem: writes <out>.mpk (weights) and <out>.json (model card).
+    /// Output stem: writes <out>.mpk (weights), <out>.json (model card) and
+    /// <out>.jsonl (metrics every 50 steps).
     #[arg(long, default_value = "toy2d")]
     out: PathBuf,
 }
@@ -192,6 +193,7 @@ fn train_model<B: Backend>(
     optim: &OptimArgs,
     objective: Objective,
     device: &B::Device,
+    mut metrics: Option<&mut dyn std::io::Write>,
 ) -> Result<(Toy2dModel<B>, ModelCard)> {
     check_optim(optim)?;
     ensure!((10..=100_000).contains(&data.schedule_steps), "--schedule-steps must be between 10 and 100000");
@@ -212,6 +214,17 @@ fn train_model<B: Backend>(
             last = losses.total.into_scalar().elem::<f64>();
             ensure!(last.is_finite(), "training diverged at step {step} (loss {last}); try a smaller --lr");
             pb.set_message(format!("{} {last:.4}", objective.name()));
+            if let Some(w) = metrics.as_deref_mut() {
+                let line = serde_json::json!({
+                    "step": step + 1,
+                    "loss": last,
+                    "simple": losses.simple.into_scalar().elem::<f64>(),
+                    "covariance": losses.covariance.into_scalar().elem::<f64>(),
+                    "lr": trainer_lr(optim, step),
+                    "seconds": start.elapsed().as_secs_f64(),
+                });
+                writeln!(w, "{line}")?;
+            }
         }
         pb.inc(1);
     }
@@ -239,6 +252,10 @@ fn train_model<B: Backend>(
     Ok((trainer.inference_model(), card))
 }
 
+fn trainer_lr(optim: &OptimArgs, step: usize) -> f64 {
+    TrainOptions { batch: optim.batch, lr: optim.lr, decay_steps: optim.steps, seed: optim.seed }.lr_at(step)
+}
+
 fn objective(name: &str, kl_weight: f64) -> Result<Objective> {
     Ok(match name.parse::<Objective>().map_err(anyhow::Error::msg)? {
         Objective::Thesis { .. } => Objective::Thesis { kl_weight },
@@ -250,7 +267,10 @@ impl BackendJob for TrainArgs {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let obj = objective(&self.objective, self.optim.kl_weight)?;
-        let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device)?;
+        let metrics_path = self.out.with_extension("jsonl");
+        let mut metrics =
+            std::fs::File::create(&metrics_path).with_context(|| format!("creating {}", metrics_path.display()))?;
+        let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device, Some(&mut metrics))?;
         let weights = self.out.with_extension("mpk");
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         model.save_file(self.out.clone(), &recorder).with_context(|| format!("writing {}", weights.display()))?;
@@ -400,9 +420,14 @@ impl BackendJob for SweepArgs {
                 schedule_steps: self.schedule_steps,
             };
             eprintln!("{name}: training principled and thesis models ({} steps each)", self.optim.steps);
-            let (principled, c1) = train_model::<B>(&data, &self.optim, Objective::Principled, &device)?;
-            let (thesis, c2) =
-                train_model::<B>(&data, &self.optim, Objective::Thesis { kl_weight: self.optim.kl_weight }, &device)?;
+            let (principled, c1) = train_model::<B>(&data, &self.optim, Objective::Principled, &device, None)?;
+            let (thesis, c2) = train_model::<B>(
+                &data,
+                &self.optim,
+                Objective::Thesis { kl_weight: self.optim.kl_weight },
+                &device,
+                None,
+            )?;
             eprintln!("  trained in {:.1} s and {:.1} s", c1.train_seconds, c2.train_seconds);
             let table = c1.table();
             let held = toy2d::sample(t, self.eval_points, 0.02, 12345);
