@@ -1,5 +1,6 @@
 //! `covdiff`: diffusion models with non-diagonal covariance, on the command line.
 
+mod checkpoint;
 mod commands;
 mod device;
 mod progress;

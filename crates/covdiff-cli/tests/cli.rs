@@ -254,3 +254,94 @@ fn toy2d_trains_samples_by_label_and_rejects_bad_requests() {
         "not a toy2d model card",
     );
 }
+
+/// `(step, loss)` of each line of a JSONL metrics file.
+fn metric_lines(path: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn killed_training_resumes_from_its_checkpoint() {
+    let dir = scratch("resume");
+    let stem = dir.join("killed");
+    let args = |stem: &Path| {
+        let s = stem.to_str().unwrap().to_string();
+        [
+            "toy2d",
+            "train",
+            "--data",
+            "moons",
+            "--steps",
+            "800",
+            "--points",
+            "500",
+            "--checkpoint-every",
+            "100",
+            "--out",
+            &s,
+        ]
+        .map(String::from)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_covdiff"))
+        .args(args(&stem))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = stem.with_extension("ckpt").join("state.json");
+    let start = std::time::Instant::now();
+    loop {
+        let step = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["step"].as_u64());
+        if step.is_some_and(|s| s >= 300) {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = metric_lines(&stem.with_extension("jsonl"));
+    assert!(!stem.with_extension("json").exists(), "the killed run wrote no model card");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_covdiff")).args(args(&stem)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming from the checkpoint"), "{}", stderr(&o));
+    let all = metric_lines(&stem.with_extension("jsonl"));
+    // The curve continues: one start at step 1, the resumed records pick up after the checkpoint,
+    // and the first of them is nowhere near the loss of a fresh model.
+    assert_eq!(all.iter().filter(|(s, _)| *s == 1).count(), 1);
+    let resumed = &all[before.len()..];
+    assert!(resumed[0].0 > 300 && resumed.last().unwrap().0 == 800, "{resumed:?}");
+    assert!(resumed[0].1 < 0.8 * all[0].1, "resumed loss {} vs fresh {}", resumed[0].1, all[0].1);
+    assert!(!stem.with_extension("ckpt").exists(), "finished runs clean up their checkpoint");
+
+    // Batches are seeded by step and the optimiser state is restored, so the resumed run ends
+    // where an uninterrupted one does.
+    let whole = dir.join("whole");
+    let o = Command::new(env!("CARGO_BIN_EXE_covdiff")).args(args(&whole)).output().unwrap();
+    assert!(o.status.success());
+    let card = |p: PathBuf| -> f64 {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap()["final_loss"]
+            .as_f64()
+            .unwrap()
+    };
+    let (a, b) = (card(stem.with_extension("json")), card(whole.with_extension("json")));
+    assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "resumed {a} vs uninterrupted {b}");
+
+    // A checkpoint of another run is refused, not silently resumed.
+    let other = dir.join("other");
+    std::fs::create_dir_all(other.with_extension("ckpt")).unwrap();
+    std::fs::write(other.with_extension("ckpt").join("state.json"), r#"{"run": {"data": "circles"}, "step": 5}"#)
+        .unwrap();
+    assert_error(&covdiff(&args(&other).each_ref().map(|s| s.as_str())), "different run");
+}

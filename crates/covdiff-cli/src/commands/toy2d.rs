@@ -1,5 +1,6 @@
 //! `covdiff toy2d`: the 2D thesis, trained, sampled and compared.
 
+use crate::checkpoint::Checkpoints;
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
@@ -75,6 +76,13 @@ pub struct TrainArgs {
     /// <out>.jsonl (metrics every 50 steps).
     #[arg(long, default_value = "toy2d")]
     out: PathBuf,
+    /// Write a checkpoint (<out>.ckpt/) every this many steps; a rerun of the same
+    /// command resumes from it. 0 disables checkpoints.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Ignore an existing checkpoint and start over.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(clap::Args)]
@@ -188,12 +196,18 @@ fn check_optim(o: &OptimArgs) -> Result<()> {
 }
 
 /// Train one model; shows a progress bar with the loss.
+/// Where a training run records itself: metrics, and checkpoints every `every` steps.
+struct RunLog<'a> {
+    metrics: &'a mut dyn std::io::Write,
+    checkpoints: Option<(&'a Checkpoints, usize)>,
+}
+
 fn train_model<B: Backend>(
     data: &DataArgs,
     optim: &OptimArgs,
     objective: Objective,
     device: &B::Device,
-    mut metrics: Option<&mut dyn std::io::Write>,
+    mut log: Option<RunLog>,
 ) -> Result<(Toy2dModel<B>, ModelCard)> {
     check_optim(optim)?;
     ensure!((10..=100_000).contains(&data.schedule_steps), "--schedule-steps must be between 10 and 100000");
@@ -205,16 +219,24 @@ fn train_model<B: Backend>(
     let config = Toy2dConfig::new().with_classes(if data.conditional { classes } else { 0 });
     let options = TrainOptions { batch: optim.batch, lr: optim.lr, decay_steps: optim.steps, seed: optim.seed };
     let mut trainer = Trainer::<Autodiff<B>>::new(&config, &points, table, objective, options, device);
+    let mut first = 0;
+    if let Some(RunLog { checkpoints: Some((ck, _)), .. }) = &log {
+        if let Some(step) = ck.resume(&mut trainer, &config, device)? {
+            eprintln!("resuming from the checkpoint in {} at step {step}", ck.dir().display());
+            first = step;
+        }
+    }
     let pb = bar(optim.steps as u64, objective.name());
+    pb.set_position(first as u64);
     let start = Instant::now();
     let mut last = f64::NAN;
-    for step in 0..optim.steps {
+    for step in first..optim.steps {
         let losses = trainer.step();
         if step % 50 == 0 || step + 1 == optim.steps {
             last = losses.total.into_scalar().elem::<f64>();
             ensure!(last.is_finite(), "training diverged at step {step} (loss {last}); try a smaller --lr");
             pb.set_message(format!("{} {last:.4}", objective.name()));
-            if let Some(w) = metrics.as_deref_mut() {
+            if let Some(RunLog { metrics: w, .. }) = log.as_mut() {
                 let line = serde_json::json!({
                     "step": step + 1,
                     "loss": last,
@@ -224,6 +246,11 @@ fn train_model<B: Backend>(
                     "seconds": start.elapsed().as_secs_f64(),
                 });
                 writeln!(w, "{line}")?;
+            }
+        }
+        if let Some(RunLog { checkpoints: Some((ck, every)), .. }) = &log {
+            if (step + 1) % every == 0 && step + 1 < optim.steps {
+                ck.save(&trainer)?;
             }
         }
         pb.inc(1);
@@ -267,16 +294,35 @@ impl BackendJob for TrainArgs {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let obj = objective(&self.objective, self.optim.kl_weight)?;
+        let run = serde_json::json!({
+            "data": self.data.data, "points": self.data.points, "jitter": self.data.jitter,
+            "conditional": self.data.conditional, "schedule_steps": self.data.schedule_steps,
+            "objective": self.objective, "kl_weight": self.optim.kl_weight, "steps": self.optim.steps,
+            "batch": self.optim.batch, "lr": self.optim.lr, "seed": self.optim.seed,
+        });
+        let checkpoints = Checkpoints::new(self.out.with_extension("ckpt"), run);
+        if self.fresh {
+            checkpoints.remove()?;
+        }
+        let resuming = !self.fresh && checkpoints.exists();
         let metrics_path = self.out.with_extension("jsonl");
-        let mut metrics =
-            std::fs::File::create(&metrics_path).with_context(|| format!("creating {}", metrics_path.display()))?;
-        let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device, Some(&mut metrics))?;
+        let mut metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resuming)
+            .write(true)
+            .truncate(!resuming)
+            .open(&metrics_path)
+            .with_context(|| format!("opening {}", metrics_path.display()))?;
+        let every = self.checkpoint_every;
+        let log = RunLog { metrics: &mut metrics, checkpoints: (every > 0).then_some((&checkpoints, every)) };
+        let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device, Some(log))?;
         let weights = self.out.with_extension("mpk");
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         model.save_file(self.out.clone(), &recorder).with_context(|| format!("writing {}", weights.display()))?;
         card.weights = weights.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let card_path = self.out.with_extension("json");
         std::fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")?;
+        checkpoints.remove()?;
         println!(
             "trained {} on {} in {:.1} s ({} steps, final loss {:.4}); wrote {} and {}",
             card.objective,

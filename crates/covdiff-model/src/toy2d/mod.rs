@@ -11,4 +11,4 @@ mod train;
 pub use network::{time_embedding, Mlp, Toy2dConfig, Toy2dModel};
 pub use oracle::GaussianOracle;
 pub use reverse::{Denoiser2d, ReverseProcess, StepCovariance};
-pub use train::{Objective, StepLosses, TrainOptions, Trainer};
+pub use train::{Objective, OptimRecord, StepLosses, TrainOptions, Trainer};

@@ -85,16 +85,22 @@ pub struct StepLosses<B: AutodiffBackend> {
     pub covariance: Tensor<B::InnerBackend, 1>,
 }
 
-/// Steppable training state.
+type Optim<B> = OptimizerAdaptor<Adam, Toy2dModel<B>, B>;
+
+/// The optimiser's state, for checkpoints.
+pub type OptimRecord<B> = <Optim<B> as Optimizer<Toy2dModel<B>, B>>::Record;
+
+/// Steppable training state. The batches of step `k` are drawn from a
+/// generator seeded by `(seed, k)`, so a run restored from a checkpoint at
+/// step `k` continues exactly as if it had never stopped.
 pub struct Trainer<B: AutodiffBackend> {
     model: Option<Toy2dModel<B>>,
-    optim: OptimizerAdaptor<Adam, Toy2dModel<B>, B>,
+    optim: Optim<B>,
     points: Vec<f32>,
     labels: Vec<i64>,
     table: ScheduleTable,
     objective: Objective,
     options: TrainOptions,
-    rng: StdRng,
     steps_done: usize,
     device: B::Device,
 }
@@ -116,7 +122,6 @@ impl<B: AutodiffBackend> Trainer<B> {
             labels: data.labels.iter().map(|&l| l as i64).collect(),
             table,
             objective,
-            rng: StdRng::seed_from_u64(options.seed),
             options,
             steps_done: 0,
             device: device.clone(),
@@ -136,8 +141,23 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.model().valid()
     }
 
+    /// The model, the optimiser state and the number of steps done.
+    pub fn checkpoint(&self) -> (Toy2dModel<B>, OptimRecord<B>, usize) {
+        (self.model().clone(), self.optim.to_record(), self.steps_done)
+    }
+
+    /// Continue from a checkpoint taken by [`Trainer::checkpoint`].
+    pub fn restore(&mut self, model: Toy2dModel<B>, optim: OptimRecord<B>, steps_done: usize) {
+        self.model = Some(model);
+        let fresh: Optim<B> = AdamConfig::new().init();
+        self.optim = fresh.load_record(optim);
+        self.steps_done = steps_done;
+    }
+
     /// One optimiser step on a fresh batch.
     pub fn step(&mut self) -> StepLosses<B> {
+        let mut rng =
+            StdRng::seed_from_u64(self.options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.steps_done as u64);
         let n = self.options.batch;
         let count = self.labels.len();
         let mut x0 = Vec::with_capacity(2 * n);
@@ -147,11 +167,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut ys = Vec::with_capacity(n);
         let big_t = self.table.steps();
         for _ in 0..n {
-            let i = self.rng.random_range(0..count);
-            let t = self.rng.random_range(1..=big_t);
+            let i = rng.random_range(0..count);
+            let t = rng.random_range(1..=big_t);
             let (sa, sb) = (self.table.abar(t).sqrt(), self.table.bbar(t).sqrt());
             for k in 0..2 {
-                let e: f64 = self.rng.sample(StandardNormal);
+                let e: f64 = rng.sample(StandardNormal);
                 let x = self.points[2 * i + k] as f64;
                 x0.push(x as f32);
                 eps.push(e as f32);

@@ -1,0 +1,104 @@
+//! Training checkpoints: a folder with the model, the optimiser state and a
+//! `state.json`, written to a temporary folder and swapped in, so a killed
+//! run always leaves a complete checkpoint behind.
+
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use covdiff_model::toy2d::{OptimRecord, Toy2dConfig, Trainer};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub struct Checkpoints {
+    dir: PathBuf,
+    /// What identifies the run; a checkpoint of another run is never resumed.
+    run: Value,
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::new()
+}
+
+impl Checkpoints {
+    pub fn new(dir: PathBuf, run: Value) -> Self {
+        Self { dir, run }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a checkpoint is there to resume (also one left half-swapped by a kill).
+    pub fn exists(&self) -> bool {
+        self.dir.join("state.json").exists() || self.dir.with_extension("old").join("state.json").exists()
+    }
+
+    pub fn save<B: AutodiffBackend>(&self, trainer: &Trainer<B>) -> Result<()> {
+        let tmp = self.dir.with_extension("tmp");
+        let old = self.dir.with_extension("old");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let (model, optim, step) = trainer.checkpoint();
+        model.save_file(tmp.join("model"), &recorder()).context("writing the model checkpoint")?;
+        recorder().record(optim, tmp.join("optim")).context("writing the optimiser checkpoint")?;
+        let state = serde_json::json!({ "run": self.run, "step": step });
+        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)? + "\n")?;
+        let _ = std::fs::remove_dir_all(&old);
+        if self.dir.exists() {
+            std::fs::rename(&self.dir, &old)?;
+        }
+        std::fs::rename(&tmp, &self.dir)?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// Restore `trainer` from the checkpoint, if there is one; returns the step it resumes at.
+    pub fn resume<B: AutodiffBackend>(
+        &self,
+        trainer: &mut Trainer<B>,
+        config: &Toy2dConfig,
+        device: &B::Device,
+    ) -> Result<Option<usize>> {
+        // A run killed between the two renames of `save` left its checkpoint in `.old`.
+        let old = self.dir.with_extension("old");
+        if !self.dir.exists() && old.join("state.json").exists() {
+            std::fs::rename(&old, &self.dir)?;
+        }
+        let state_path = self.dir.join("state.json");
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        let state: Value = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+            .with_context(|| format!("{} is corrupt; pass --fresh to start over", state_path.display()))?;
+        if state["run"] != self.run {
+            bail!(
+                "the checkpoint in {} belongs to a different run ({}); pass --fresh to start over, or choose another --out",
+                self.dir.display(),
+                state["run"]
+            );
+        }
+        let step = state["step"].as_u64().context("checkpoint state has no step")? as usize;
+        let load_err = |what: &str, e: burn::record::RecorderError| {
+            anyhow::anyhow!(
+                "{}: cannot read the {what} checkpoint ({e:?}); pass --fresh to start over",
+                self.dir.display()
+            )
+        };
+        let model = config
+            .init::<B>(device)
+            .load_file(self.dir.join("model"), &recorder(), device)
+            .map_err(|e| load_err("model", e))?;
+        let optim: OptimRecord<B> =
+            recorder().load(self.dir.join("optim"), device).map_err(|e| load_err("optimiser", e))?;
+        trainer.restore(model, optim, step);
+        Ok(Some(step))
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+}
