@@ -91,7 +91,8 @@ fn leading_svd(r: &DMatrix<f64>) -> (Vec<f64>, DVector<f64>, DVector<f64>) {
 /// `sum_{i >= k} s_i^2 / sum s_i^2` for k = 1..=len.
 fn tail_errors(sq: &[f64], len: usize) -> Vec<f64> {
     let total: f64 = sq.iter().sum::<f64>().max(1e-300);
-    (1..=len.min(sq.len())).map(|k| sq[k..].iter().sum::<f64>() / total).collect()
+    // abs() also turns a rounding -0.0 into 0.0.
+    (1..=len.min(sq.len())).map(|k| (sq[k..].iter().sum::<f64>() / total).max(0.0).abs()).collect()
 }
 
 /// Nearest single Kronecker product `A (x) S` (Van Loan-Pitsianis), with `trace(A) >= 0`.

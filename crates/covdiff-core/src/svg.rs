@@ -64,8 +64,7 @@ impl LinePlot {
         );
         let _ = writeln!(s, r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, h - mb, w - mr, h - mb);
         let _ = writeln!(s, r#"<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>"#, h - mb);
-        for i in 0..=4 {
-            let x = x0 + (x1 - x0) * i as f64 / 4.0;
+        for x in nice_ticks(x0, x1) {
             let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, px(x), h - mb + 16.0, num(x));
         }
         let yticks: Vec<f64> = if self.log_y {
@@ -121,6 +120,16 @@ impl LinePlot {
         s.push_str("</svg>\n");
         s
     }
+}
+
+/// Ticks at a round step (1, 2 or 5 times a power of ten) inside `[lo, hi]`.
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let raw = (hi - lo) / 4.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
 }
 
 fn num(x: f64) -> String {
@@ -198,5 +207,12 @@ mod tests {
         assert_eq!(s.matches("<polyline").count(), 2);
         assert!(s.contains("a &lt; b") && s.contains("1e-2") && s.contains("stroke-dasharray"));
         assert_eq!(s.matches("<circle").count(), 3, "log axis drops the zero");
+    }
+
+    #[test]
+    fn ticks_fall_on_round_numbers() {
+        assert_eq!(nice_ticks(1.0, 16.0), vec![5.0, 10.0, 15.0]);
+        assert_eq!(nice_ticks(0.0, 2.0), vec![0.0, 0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(nice_ticks(10.0, 500.0), vec![200.0, 400.0]);
     }
 }

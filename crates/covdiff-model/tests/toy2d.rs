@@ -59,22 +59,27 @@ fn full2_kl_and_density_match_dense_formulas() {
     }
 }
 
-#[test]
-fn full2_samples_and_operations_match_dense() {
-    let dev = Default::default();
-    Cpu::seed(&dev, 2);
-    let n = 100_000;
-    let s = full2(&vec![1.3; n], &vec![-0.7; n], &vec![0.9; n]);
-    let x = values(s.sample());
+/// `[E x1^2, E x1 x2, E x2^2]` of flat 2D points.
+fn second_moment(x: &[f64]) -> [f64; 3] {
+    let n = (x.len() / 2) as f64;
     let (mut p, mut q, mut r) = (0.0, 0.0, 0.0);
     for v in x.chunks_exact(2) {
         p += v[0] * v[0];
         q += v[0] * v[1];
         r += v[1] * v[1];
     }
-    let nf = n as f64;
+    [p / n, q / n, r / n]
+}
+
+#[test]
+fn full2_samples_and_operations_match_dense() {
+    let dev = Default::default();
+    Cpu::seed(&dev, 2);
+    let n = 100_000;
+    let s = full2(&vec![1.3; n], &vec![-0.7; n], &vec![0.9; n]);
+    let [p, q, r] = second_moment(&values(s.sample()));
     // Entry standard errors are sqrt((S_ii S_jj + S_ij^2)/n) < 0.006; allow 5 of them.
-    assert!((p / nf - 1.3).abs() < 0.03 && (q / nf + 0.7).abs() < 0.03 && (r / nf - 0.9).abs() < 0.03);
+    assert!((p - 1.3).abs() < 0.03 && (q + 0.7).abs() < 0.03 && (r - 0.9).abs() < 0.03);
     let d = values(s.shift_scale(0.5, 2.0).to_dense());
     assert!(rel_err(&d[..4], &[3.1, -1.4, -1.4, 2.3]) < 1e-6);
     assert!((values(s.frobenius_sq())[0] - (1.69 + 2.0 * 0.49 + 0.81)).abs() < 1e-5);
@@ -135,24 +140,15 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
     let s = [[1.0, 0.6], [0.6, 0.8]];
     let oracle = GaussianOracle::new(s, table.clone());
     let n = 100_000;
-    let cov_of = |x: Vec<f64>| {
-        let (mut p, mut q, mut r) = (0.0, 0.0, 0.0);
-        for v in x.chunks_exact(2) {
-            p += v[0] * v[0];
-            q += v[0] * v[1];
-            r += v[1] * v[1];
-        }
-        [p / n as f64, q / n as f64, r / n as f64]
-    };
     for k in [1, 2, 5] {
         let tr = Trajectory::new(table.steps(), k, Spacing::Even).unwrap();
-        let c = cov_of(values(
+        let c = second_moment(&values(
             ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Principled }
                 .sample::<Cpu, _>(&oracle, 1.0, n, None, &dev),
         ));
         // x_T ~ N(0, I) instead of q(x_T) adds abar_T-sized error (~5e-4); MC error ~0.006.
         assert!((c[0] - 1.0).abs() < 0.03 && (c[1] - 0.6).abs() < 0.03 && (c[2] - 0.8).abs() < 0.03, "K={k}: {c:?}");
-        let c = cov_of(values(
+        let c = second_moment(&values(
             ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Small }
                 .sample::<Cpu, _>(&oracle, 1.0, n, None, &dev),
         ));
