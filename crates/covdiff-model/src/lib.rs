@@ -7,6 +7,7 @@
 
 pub mod backends;
 pub mod covariance;
+pub mod objectives;
 pub mod spatial;
 pub mod toy2d;
 
