@@ -9,7 +9,9 @@ pub mod backends;
 pub mod covariance;
 pub mod objectives;
 pub mod spatial;
+pub mod timestep;
 pub mod toy2d;
+pub mod unet;
 
 pub use covariance::{Covariance, Diagonal, Full2, Isotropic, KDct, LowRank};
 pub use spatial::SpatialBasis;

@@ -8,7 +8,7 @@ mod oracle;
 mod reverse;
 mod train;
 
-pub use network::{time_embedding, Mlp, Toy2dConfig, Toy2dModel};
+pub use network::{Mlp, Toy2dConfig, Toy2dModel};
 pub use oracle::GaussianOracle;
 pub use reverse::{Denoiser2d, ReverseProcess, StepCovariance};
 pub use train::{Objective, OptimRecord, StepLosses, TrainOptions, Trainer};

@@ -3,6 +3,7 @@
 //! input, and with labels a learnt class embedding is concatenated too.
 
 use crate::covariance::Full2;
+use crate::timestep::sinusoidal;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
@@ -64,7 +65,7 @@ impl<B: Backend> Mlp<B> {
     /// `x` `[N, 2]`, `t` `[N]` (the step, as a float), `y` `[N]` labels when conditional.
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>, y: Option<Tensor<B, 1, Int>>) -> Tensor<B, 2> {
         let n = x.dims()[0];
-        let mut parts = vec![x, time_embedding(t, self.time_dim)];
+        let mut parts = vec![x, sinusoidal(t, self.time_dim, false)];
         if let (Some(emb), Some(y)) = (&self.class_embedding, y) {
             let e = emb.forward(y.reshape([n, 1]));
             let k = e.dims()[2];
@@ -80,16 +81,6 @@ impl<B: Backend> Mlp<B> {
     pub fn is_conditional(&self) -> bool {
         self.class_embedding.is_some()
     }
-}
-
-/// `[sin(t w_k), cos(t w_k)]`, `w_k = 10000^(-k/half)`.
-pub fn time_embedding<B: Backend>(t: Tensor<B, 1>, dim: usize) -> Tensor<B, 2> {
-    let n = t.dims()[0];
-    let half = (dim / 2).max(1);
-    let freqs: Vec<f32> = (0..half).map(|k| (-(10000f32).ln() * k as f32 / half as f32).exp()).collect();
-    let w = Tensor::<B, 1>::from_floats(freqs.as_slice(), &t.device()).reshape([1, half]);
-    let arg = t.reshape([n, 1]) * w;
-    Tensor::cat(vec![arg.clone().sin(), arg.cos()], 1)
 }
 
 /// The eps-network and the covariance network.
