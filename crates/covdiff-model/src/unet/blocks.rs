@@ -2,17 +2,14 @@
 //! `attention_processor.py`, `unet_2d_blocks.py`), so that the parameter
 //! paths of a diffusers `UNet2DModel` checkpoint map onto them.
 
+use super::conv::Conv;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{backend::Backend, Tensor};
 
-fn conv3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
-    Conv2dConfig::new([cin, cout], [3, 3])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
+fn conv3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv<B> {
+    Conv::new(cin, cout, 3, stride, 1, device)
 }
 
 fn norm<B: Backend>(groups: usize, channels: usize, eps: f64, device: &B::Device) -> GroupNorm<B> {
@@ -53,12 +50,12 @@ impl<B: Backend> TimestepEmbedding<B> {
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D<B: Backend> {
     norm1: GroupNorm<B>,
-    conv1: Conv2d<B>,
+    conv1: Conv<B>,
     time_emb_proj: Linear<B>,
     norm2: GroupNorm<B>,
     dropout: Dropout,
-    conv2: Conv2d<B>,
-    conv_shortcut: Option<Conv2d<B>>,
+    conv2: Conv<B>,
+    conv_shortcut: Option<Conv<B>>,
 }
 
 impl<B: Backend> ResnetBlock2D<B> {
@@ -70,7 +67,7 @@ impl<B: Backend> ResnetBlock2D<B> {
             norm2: norm(s.groups, cout, s.eps, device),
             dropout: DropoutConfig::new(s.dropout).init(),
             conv2: conv3(cout, cout, 1, device),
-            conv_shortcut: (cin != cout).then(|| Conv2dConfig::new([cin, cout], [1, 1]).init(device)),
+            conv_shortcut: (cin != cout).then(|| Conv::new(cin, cout, 1, 1, 0, device)),
         }
     }
 
@@ -129,13 +126,13 @@ impl<B: Backend> Attention<B> {
 /// `Downsample2D`: a stride-2 3x3 convolution.
 #[derive(Module, Debug)]
 pub struct Downsample2D<B: Backend> {
-    conv: Conv2d<B>,
+    conv: Conv<B>,
 }
 
 /// `Upsample2D`: nearest-neighbour 2x, then a 3x3 convolution.
 #[derive(Module, Debug)]
 pub struct Upsample2D<B: Backend> {
-    conv: Conv2d<B>,
+    conv: Conv<B>,
 }
 
 impl<B: Backend> Upsample2D<B> {

@@ -8,15 +8,16 @@
 //! burn's linear weights are stored transposed.
 
 mod blocks;
+mod conv;
 
 pub use blocks::{Attention, DownBlock, MidBlock, ResnetBlock2D, TimestepEmbedding, UpBlock};
+pub use conv::Conv;
 
 use crate::timestep::sinusoidal;
 use blocks::{BlockSettings, UpChannels};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
@@ -138,18 +139,14 @@ impl UNetConfig {
             up_blocks.push(UpBlock::new(up, self.layers_per_block + 1, attention, i + 1 < levels, s, device));
         }
         UNet {
-            conv_in: Conv2dConfig::new([self.in_channels, ch[0]], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device),
+            conv_in: Conv::new(self.in_channels, ch[0], 3, 1, 1, device),
             time_embedding: TimestepEmbedding::new(ch[0], temb, device),
             class_embedding: self.num_class_embeds.map(|n| EmbeddingConfig::new(n, temb).init(device)),
             down_blocks,
             mid_block: MidBlock::new(ch[levels - 1], s, device),
             up_blocks,
             conv_norm_out: GroupNormConfig::new(self.norm_num_groups, ch[0]).with_epsilon(self.norm_eps).init(device),
-            conv_out: Conv2dConfig::new([ch[0], self.out_channels], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device),
+            conv_out: Conv::new(ch[0], self.out_channels, 3, 1, 1, device),
             time_proj_dim: ch[0],
         }
     }
@@ -167,14 +164,14 @@ pub struct UNetOutput<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct UNet<B: Backend> {
-    conv_in: Conv2d<B>,
+    conv_in: Conv<B>,
     time_embedding: TimestepEmbedding<B>,
     class_embedding: Option<Embedding<B>>,
     down_blocks: Vec<DownBlock<B>>,
     mid_block: MidBlock<B>,
     up_blocks: Vec<UpBlock<B>>,
     conv_norm_out: GroupNorm<B>,
-    conv_out: Conv2d<B>,
+    conv_out: Conv<B>,
     time_proj_dim: usize,
 }
 
