@@ -147,22 +147,15 @@ mod tests {
         let gff = Gff::new(d, 1.0).unwrap();
         let sigma = gff.dense_covariance();
         let m = d * d;
-        let mut emp = vec![0.0; m * m];
         let mut rng = StdRng::seed_from_u64(11);
-        for _ in 0..n {
-            let g = gff.sample(&mut rng);
-            for p in 0..m {
-                for q in 0..m {
-                    emp[p * m + q] += g[p] * g[q];
-                }
-            }
-        }
+        let samples: Vec<f64> = (0..n).flat_map(|_| gff.sample(&mut rng)).collect();
+        let emp = crate::dense::second_moment(&samples, m);
         // An entry's MC standard error is sqrt((1 + rho^2)/n) <= sqrt(2/n) = 0.0071; allow 5 of them.
         let tol = 5.0 * (2.0 / n as f64).sqrt();
         for p in 0..m {
             assert!((sigma[p * m + p] - 1.0).abs() < 1e-12, "unit variance");
             for q in 0..m {
-                let e = emp[p * m + q] / n as f64;
+                let e = emp[(p, q)];
                 assert!((e - sigma[p * m + q]).abs() < tol, "({p},{q}) {e} vs {}", sigma[p * m + q]);
             }
         }

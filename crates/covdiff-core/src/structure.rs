@@ -136,17 +136,20 @@ pub fn analyse(sigma: &DMatrix<f64>, c: usize, d: usize, images: usize, max_term
     // The DCT projection follows the Kronecker one, so the error need not fall
     // at every step: run a fixed number of rounds and keep the best.
     let mut e = DVector::<f64>::zeros(n);
-    let mut best = (f64::INFINITY, a, lam_s, e.clone(), DMatrix::<f64>::zeros(n, n));
-    for _ in 0..FIT_ROUNDS {
-        let resid = sigma - DMatrix::from_diagonal(&e);
-        let (a, s, _) = nearest_kronecker(&resid, c, dd);
+    let mut best = (f64::INFINITY, a.clone(), lam_s, e.clone(), DMatrix::<f64>::zeros(n, n));
+    let (mut a, mut s) = (a, s);
+    for round in 0..FIT_ROUNDS {
+        // Round 0's residual is Sigma itself, whose nearest product is already known.
+        if round > 0 {
+            (a, s, _) = nearest_kronecker(&(sigma - DMatrix::from_diagonal(&e)), c, dd);
+        }
         let lam = (&f2 * &s * f2.transpose()).diagonal();
         let model = a.kronecker(&(f2.transpose() * DMatrix::from_diagonal(&lam) * &f2));
         e = (sigma - &model).diagonal().map(|x| x.max(0.0));
         let dense = model + DMatrix::from_diagonal(&e);
         let err = (sigma - &dense).norm_squared() / total;
         if err < best.0 {
-            best = (err, a, lam, e.clone(), dense);
+            best = (err, a.clone(), lam, e.clone(), dense);
         }
     }
     let (kdct_error, colour, lam, e, kdct_dense) = best;

@@ -3,7 +3,7 @@
 //! per image; the constant terms of the dense forms are dropped. The caller
 //! passes `eps_hat` (and `J v`) already detached from the frozen network.
 
-use crate::covariance::{Covariance, Diagonal};
+use crate::covariance::{per_image_sum, Covariance, Diagonal};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
 /// NPR (K-DCT paper Eq. 27, Alg. 2): `||E - (eps eps^T - eps_hat eps_hat^T)||_F^2` up to a constant,
@@ -21,16 +21,14 @@ pub fn npr_residual<B: Backend, C: Covariance<B>>(cov: &C, eps: Tensor<B, 4>, ep
 /// its mean over `v` is `||E - (I - sqrt(bbar) J)||_F^2 + const`.
 pub fn ocm<B: Backend, C: Covariance<B>>(cov: &C, v: Tensor<B, 4>, jv: Tensor<B, 4>, bbar: f64) -> Tensor<B, 1> {
     let ev = cov.matvec(v.clone());
-    let b = ev.dims()[0];
-    let sum = |x: Tensor<B, 4>| x.reshape([b as i32, -1]).sum_dim(1).reshape([b]);
-    sum(ev.clone() * ev.clone()) - sum(v * ev.clone()) * 2.0 + sum(ev * jv) * (2.0 * bbar.sqrt())
+    per_image_sum(ev.clone() * ev.clone()) - per_image_sum(v * ev.clone()) * 2.0
+        + per_image_sum(ev * jv) * (2.0 * bbar.sqrt())
 }
 
 /// SN (Bao et al., diagonal only): the head regresses `eps^2`, `||m - eps^2||^2` per image.
 pub fn sn<B: Backend>(second_moment: Tensor<B, 4>, eps: Tensor<B, 4>) -> Tensor<B, 1> {
-    let b = eps.dims()[0];
     let d = second_moment - eps.clone() * eps;
-    (d.clone() * d).reshape([b as i32, -1]).sum_dim(1).reshape([b])
+    per_image_sum(d.clone() * d)
 }
 
 /// The SN covariance `diag(m - eps_hat^2)`, floored at `floor` to stay positive.

@@ -61,14 +61,8 @@ fn full2_kl_and_density_match_dense_formulas() {
 
 /// `[E x1^2, E x1 x2, E x2^2]` of flat 2D points.
 fn second_moment(x: &[f64]) -> [f64; 3] {
-    let n = (x.len() / 2) as f64;
-    let (mut p, mut q, mut r) = (0.0, 0.0, 0.0);
-    for v in x.chunks_exact(2) {
-        p += v[0] * v[0];
-        q += v[0] * v[1];
-        r += v[1] * v[1];
-    }
-    [p / n, q / n, r / n]
+    let m = covdiff_core::dense::second_moment(x, 2);
+    [m[(0, 0)], m[(0, 1)], m[(1, 1)]]
 }
 
 #[test]

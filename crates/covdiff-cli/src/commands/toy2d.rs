@@ -218,7 +218,7 @@ fn train_model<B: Backend>(
     let classes = t.classes();
     let config = Toy2dConfig::new().with_classes(if data.conditional { classes } else { 0 });
     let options = TrainOptions { batch: optim.batch, lr: optim.lr, decay_steps: optim.steps, seed: optim.seed };
-    let mut trainer = Trainer::<Autodiff<B>>::new(&config, &points, table, objective, options, device);
+    let mut trainer = Trainer::<Autodiff<B>>::new(&config, &points, table, objective, options.clone(), device);
     let mut first = 0;
     if let Some(RunLog { checkpoints: Some((ck, _)), .. }) = &log {
         if let Some(step) = ck.resume(&mut trainer, &config, device)? {
@@ -242,7 +242,7 @@ fn train_model<B: Backend>(
                     "loss": last,
                     "simple": losses.simple.into_scalar().elem::<f64>(),
                     "covariance": losses.covariance.into_scalar().elem::<f64>(),
-                    "lr": trainer_lr(optim, step),
+                    "lr": options.lr_at(step),
                     "seconds": start.elapsed().as_secs_f64(),
                 });
                 writeln!(w, "{line}")?;
@@ -277,10 +277,6 @@ fn train_model<B: Backend>(
         weights: String::new(),
     };
     Ok((trainer.inference_model(), card))
-}
-
-fn trainer_lr(optim: &OptimArgs, step: usize) -> f64 {
-    TrainOptions { batch: optim.batch, lr: optim.lr, decay_steps: optim.steps, seed: optim.seed }.lr_at(step)
 }
 
 fn objective(name: &str, kl_weight: f64) -> Result<Objective> {

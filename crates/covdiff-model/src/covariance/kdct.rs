@@ -37,6 +37,13 @@ impl<B: Backend> KDct<B> {
         m.matmul(v.reshape([b, c, h * w])).reshape([b, c, h, w])
     }
 
+    /// The structured term's diagonal, `M_cc (G^T Lam G)` per channel.
+    fn structured_diagonal(&self) -> Tensor<B, 4> {
+        let [b, c, ..] = self.shape();
+        let mcc = (self.l.clone() * self.l.clone()).sum_dim(2).reshape([b, c, 1, 1]);
+        mcc * self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1)
+    }
+
     fn lam4(&self) -> Tensor<B, 4> {
         self.lam.clone().unsqueeze_dim(1)
     }
@@ -66,20 +73,14 @@ impl<B: Backend> Covariance<B> for KDct<B> {
 
     // diag(E)_c = e_c + M_cc (G^T Lam G).
     fn diagonal(&self) -> Tensor<B, 4> {
-        let [b, c, ..] = self.shape();
-        let mcc = (self.l.clone() * self.l.clone()).sum_dim(2).reshape([b, c, 1, 1]);
-        self.e.clone() + mcc * self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1)
+        self.e.clone() + self.structured_diagonal()
     }
 
     // ||E||^2 = ||e||^2 + ||M||^2 ||S||^2 + 2 sum_c M_cc <e_c, diag(S)>, S = T^T diag(lam) T.
     fn frobenius_sq(&self) -> Tensor<B, 1> {
-        let [b, c, ..] = self.shape();
-        let m = self.colour();
-        let mcc = (self.l.clone() * self.l.clone()).sum_dim(2).reshape([b, c, 1, 1]);
-        let s_diag = self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1);
         per_image_sum(self.e.clone().powi_scalar(2))
-            + per_image_sum(m.powi_scalar(2)) * self.basis.spectrum_frobenius_sq(self.lam.clone())
-            + per_image_sum(self.e.clone() * mcc * s_diag) * 2.0
+            + per_image_sum(self.colour().powi_scalar(2)) * self.basis.spectrum_frobenius_sq(self.lam.clone())
+            + per_image_sum(self.e.clone() * self.structured_diagonal()) * 2.0
     }
 
     // btilde I + kappa E: diagonal btilde + kappa e, colour factor sqrt(kappa) L.

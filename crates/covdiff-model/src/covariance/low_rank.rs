@@ -23,6 +23,11 @@ impl<B: Backend> LowRank<B> {
         self.r.dims()[2]
     }
 
+    /// `diag(R R^T)`, shaped like an image.
+    fn rr_diagonal(&self) -> Tensor<B, 4> {
+        (self.r.clone() * self.r.clone()).sum_dim(2).reshape(self.shape())
+    }
+
     fn flat(&self, v: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, ..] = v.dims();
         v.reshape([b, self.dim(), 1])
@@ -48,16 +53,14 @@ impl<B: Backend> Covariance<B> for LowRank<B> {
         self.e.clone().sqrt() * xi1 + self.r.clone().matmul(xi2).reshape(self.shape())
     }
     fn diagonal(&self) -> Tensor<B, 4> {
-        let rr = (self.r.clone() * self.r.clone()).sum_dim(2);
-        self.e.clone() + rr.reshape(self.shape())
+        self.e.clone() + self.rr_diagonal()
     }
     fn frobenius_sq(&self) -> Tensor<B, 1> {
         // ||diag(e) + R R^T||^2 = ||e||^2 + ||R^T R||^2 + 2 sum_i e_i (R R^T)_ii.
         let gram = self.r.clone().swap_dims(1, 2).matmul(self.r.clone());
-        let rr = (self.r.clone() * self.r.clone()).sum_dim(2).reshape(self.shape());
         per_image_sum(self.e.clone().powi_scalar(2))
             + per_image_sum(gram.powi_scalar(2))
-            + per_image_sum(self.e.clone() * rr) * 2.0
+            + per_image_sum(self.e.clone() * self.rr_diagonal()) * 2.0
     }
     fn shift_scale(&self, shift: f64, scale: f64) -> Self {
         Self { e: self.e.clone() * scale + shift, r: self.r.clone() * scale.sqrt() }
