@@ -69,6 +69,11 @@ impl DctGaussian {
         self.c
     }
 
+    /// The DCT-domain variances `sigma2`, `d x d` row-major.
+    pub fn spectrum(&self) -> &[f64] {
+        &self.sigma2
+    }
+
     pub fn size(&self) -> usize {
         self.d
     }

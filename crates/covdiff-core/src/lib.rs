@@ -9,6 +9,7 @@ pub mod dense;
 pub mod figure;
 pub mod gaussian;
 pub mod gff;
+pub mod likelihood;
 pub mod metrics;
 pub mod npy;
 pub mod schedule;

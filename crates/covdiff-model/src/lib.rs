@@ -7,11 +7,12 @@
 
 pub mod backends;
 pub mod covariance;
+pub mod image;
 pub mod objectives;
 pub mod spatial;
 pub mod timestep;
 pub mod toy2d;
 pub mod unet;
 
-pub use covariance::{Covariance, Diagonal, Full2, Isotropic, KDct, LowRank};
+pub use covariance::{AnyCovariance, Covariance, Diagonal, Full2, Isotropic, KDct, LowRank};
 pub use spatial::SpatialBasis;

@@ -25,8 +25,9 @@ impl<B: Backend> Covariance<B> for Diagonal<B> {
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
         self.e.clone() * v
     }
-    fn sample(&self) -> Tensor<B, 4> {
-        standard_normal(self.shape(), &self.device()) * self.e.clone().sqrt()
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let xi = standard_normal(self.shape(), &self.device());
+        (xi.clone() * self.e.clone().sqrt(), xi)
     }
     fn diagonal(&self) -> Tensor<B, 4> {
         self.e.clone()

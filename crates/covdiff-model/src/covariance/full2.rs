@@ -110,8 +110,9 @@ impl<B: Backend> Covariance<B> for Full2<B> {
         let (v1, v2) = Self::cols(v);
         Self::join(self.p.clone() * v1.clone() + self.q.clone() * v2.clone(), self.q.clone() * v1 + self.r.clone() * v2)
     }
-    fn sample(&self) -> Tensor<B, 4> {
-        self.colour(standard_normal(self.shape(), &self.device()))
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let z = standard_normal(self.shape(), &self.device());
+        (self.colour(z.clone()), z)
     }
     fn diagonal(&self) -> Tensor<B, 4> {
         Self::join(self.p.clone(), self.r.clone())

@@ -28,8 +28,9 @@ impl<B: Backend> Covariance<B> for Isotropic<B> {
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
         v * per_image::<B, 4>(self.s.clone())
     }
-    fn sample(&self) -> Tensor<B, 4> {
-        standard_normal(self.shape, &self.device()) * per_image::<B, 4>(self.s.clone().sqrt())
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let xi = standard_normal(self.shape, &self.device());
+        (xi.clone() * per_image::<B, 4>(self.s.clone().sqrt()), xi)
     }
     fn diagonal(&self) -> Tensor<B, 4> {
         Tensor::ones(self.shape, &self.device()) * per_image::<B, 4>(self.s.clone())

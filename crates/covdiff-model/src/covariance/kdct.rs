@@ -64,11 +64,11 @@ impl<B: Backend> Covariance<B> for KDct<B> {
     }
 
     // Alg. 1 / Eq. 14: g = sqrt(e) xi1 + T^T(sqrt(lam) * L xi2).
-    fn sample(&self) -> Tensor<B, 4> {
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let xi1 = standard_normal(self.shape(), &self.device());
         let xi2 = standard_normal(self.shape(), &self.device());
         let structured = self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt());
-        self.e.clone().sqrt() * xi1 + structured
+        (self.e.clone().sqrt() * xi1.clone() + structured, xi1)
     }
 
     // diag(E)_c = e_c + M_cc (G^T Lam G).

@@ -46,11 +46,11 @@ impl<B: Backend> Covariance<B> for LowRank<B> {
         let rv = self.r.clone().matmul(self.r.clone().swap_dims(1, 2).matmul(self.flat(v.clone())));
         self.e.clone() * v + rv.reshape(shape)
     }
-    fn sample(&self) -> Tensor<B, 4> {
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [b, ..] = self.shape();
         let xi1 = standard_normal(self.shape(), &self.device());
         let xi2 = standard_normal([b, self.rank(), 1], &self.device());
-        self.e.clone().sqrt() * xi1 + self.r.clone().matmul(xi2).reshape(self.shape())
+        (self.e.clone().sqrt() * xi1.clone() + self.r.clone().matmul(xi2).reshape(self.shape()), xi1)
     }
     fn diagonal(&self) -> Tensor<B, 4> {
         self.e.clone() + self.rr_diagonal()

@@ -6,12 +6,14 @@
 //! them builds an `n x n` matrix, except [`Covariance::to_dense`], which is
 //! for tests and small-n exact likelihoods.
 
+mod any;
 mod diagonal;
 mod full2;
 mod isotropic;
 mod kdct;
 mod low_rank;
 
+pub use any::AnyCovariance;
 pub use diagonal::Diagonal;
 pub use full2::Full2;
 pub use isotropic::Isotropic;
@@ -30,8 +32,15 @@ pub trait Covariance<B: Backend>: Clone + Sized {
     /// `E v`, one product per batch entry.
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4>;
 
-    /// A draw of `N(0, E)` per batch entry, from the backend's generator.
-    fn sample(&self) -> Tensor<B, 4>;
+    /// A draw `g` of `N(0, E)` per batch entry, from the backend's generator, with the
+    /// image-shaped standard normal `xi` whose `sqrt(e) xi` term it contains (Alg. 1's `xi1`;
+    /// the paper's K-DCT covariance clipping bounds `g` by `|xi|`, A.7).
+    fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>);
+
+    /// A draw of `N(0, E)` per batch entry.
+    fn sample(&self) -> Tensor<B, 4> {
+        self.sample_parts().0
+    }
 
     /// `diag(E)`, shaped like an image.
     fn diagonal(&self) -> Tensor<B, 4>;

@@ -1,0 +1,17 @@
+//! Image diffusion with structured covariance (the K-DCT paper): covariance
+//! heads on a UNet, two-stage training, samplers, the ELBO, and NI-DDPM's
+//! GFF forward noise.
+
+pub mod denoiser;
+pub mod elbo;
+pub mod heads;
+pub mod noise;
+pub mod sampler;
+pub mod train;
+
+pub use denoiser::{Denoiser, GaussianDenoiser, SecondOrder};
+pub use elbo::{Elbo, ElboTerms, LogDet};
+pub use heads::{CovarianceHeads, CovarianceHeadsConfig, HeadKind};
+pub use noise::{ForwardNoise, GffOperator};
+pub use sampler::{initial_noise, Ddim, LastStep, Sampler, SkipStepDdpm, StepVariance};
+pub use train::{EpsStage, HeadObjective, HeadStage, Settings, Stage, Trainer};

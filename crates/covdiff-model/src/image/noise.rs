@@ -1,0 +1,71 @@
+//! The forward noise of the diffusion: white (DDPM) or a Gaussian free field
+//! (NI-DDPM, MATH.md "Non-isotropic noise"). With `x_t = sqrt(abar) x_0 +
+//! sqrt(bbar) Sigma^1/2 eps`, every DDPM formula holds in `y = Sigma^-1/2 x`,
+//! so samplers apply `Sigma^1/2` to whatever is noise-like (eps_hat, z, and
+//! structured samples) and nothing else changes.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use covdiff_core::gff::Gff;
+
+#[derive(Clone, Debug)]
+pub enum ForwardNoise<B: Backend> {
+    White,
+    Gff(GffOperator<B>),
+}
+
+impl<B: Backend> ForwardNoise<B> {
+    /// `Sigma^1/2 v` on `[B, C, d, d]` (each plane filtered alike).
+    pub fn sqrt_apply(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::White => v,
+            Self::Gff(op) => op.apply(v),
+        }
+    }
+
+    pub fn is_white(&self) -> bool {
+        matches!(self, Self::White)
+    }
+}
+
+/// A 2D circulant filter `Re(IDFT2(h * DFT2(x)))` with real, even `h`, as
+/// matmuls with the `d x d` cosine and sine matrices. With `W = C - iS`
+/// (both symmetric), `DFT2(X) = W X W`; its real and imaginary parts are
+/// `P = CXC - SXS`, `Q = -(CXS + SXC)`, and the real part of
+/// `W* (h o (P + iQ)) W* / d^2` is `(C Yr C - S Yr S - C Yi S - S Yi C) / d^2`.
+#[derive(Clone, Debug)]
+pub struct GffOperator<B: Backend> {
+    c: Tensor<B, 4>,
+    s: Tensor<B, 4>,
+    /// `h / d^2`, `[1, 1, d, d]`.
+    h: Tensor<B, 4>,
+}
+
+impl<B: Backend> GffOperator<B> {
+    /// `Sigma^1/2` of the GFF `gff` (eigenvalues from covdiff-core).
+    pub fn sqrt_of(gff: &Gff, device: &B::Device) -> Self {
+        let h: Vec<f64> = gff.eigenvalues().iter().map(|l| l.sqrt()).collect();
+        Self::circulant(gff.size(), &h, device)
+    }
+
+    /// The filter with spectrum `h` (row-major `d x d` on FFT frequencies).
+    pub fn circulant(d: usize, h: &[f64], device: &B::Device) -> Self {
+        let mat = |f: fn(f64) -> f64| {
+            let v: Vec<f32> = (0..d * d)
+                .map(|p| f(2.0 * std::f64::consts::PI * ((p / d) * (p % d)) as f64 / d as f64) as f32)
+                .collect();
+            Tensor::<B, 2>::from_data(TensorData::new(v, [d, d]), device).reshape([1, 1, d, d])
+        };
+        let scale = 1.0 / (d * d) as f64;
+        let hv: Vec<f32> = h.iter().map(|x| (x * scale) as f32).collect();
+        Self { c: mat(f64::cos), s: mat(f64::sin), h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), device) }
+    }
+
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (c, s) = (&self.c, &self.s);
+        let mm = |a: &Tensor<B, 4>, x: Tensor<B, 4>, b: &Tensor<B, 4>| a.clone().matmul(x).matmul(b.clone());
+        let p = mm(c, x.clone(), c) - mm(s, x.clone(), s);
+        let q = (mm(c, x.clone(), s) + mm(s, x, c)).neg();
+        let (yr, yi) = (p * self.h.clone(), q * self.h.clone());
+        mm(c, yr.clone(), c) - mm(s, yr, s) - mm(c, yi.clone(), s) - mm(s, yi, c)
+    }
+}

@@ -1,0 +1,272 @@
+//! Image diffusion against exact references: the GFF operator against
+//! covdiff-core's FFT, K-DCT heads trained by NPR against the exact
+//! `Cov[eps | x_t]` of Gaussian data, few-step sampling against the data
+//! covariance, the ELBO's KL by Cholesky and by Lanczos against dense
+//! formulas, and two-stage training that resumes exactly.
+
+mod common;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::{backend::Backend, Tensor};
+use common::{tensor, values, Rand};
+use covdiff_core::data::ImageSet;
+use covdiff_core::dense::{dct2_matrix, gaussian_kl, kdct_family, second_moment};
+use covdiff_core::gaussian::DctGaussian;
+use covdiff_core::gff::Gff;
+use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
+use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_model::backends::Cpu;
+use covdiff_model::covariance::{AnyCovariance, Covariance, Diagonal, KDct};
+use covdiff_model::image::elbo::kl_isotropic_vs_cov;
+use covdiff_model::image::{
+    initial_noise, CovarianceHeadsConfig, Denoiser, EpsStage, ForwardNoise, GaussianDenoiser, GffOperator, HeadKind,
+    HeadObjective, HeadStage, LastStep, LogDet, Sampler, Settings, SkipStepDdpm, StepVariance, Trainer,
+};
+use covdiff_model::objectives::npr;
+use covdiff_model::spatial::SpatialBasis;
+use covdiff_model::unet::UNetConfig;
+use nalgebra::DMatrix;
+use std::sync::Arc;
+
+type B = Cpu;
+type AD = burn::backend::Autodiff<Cpu>;
+
+fn table() -> ScheduleTable {
+    Linear::default().table()
+}
+
+#[test]
+fn gff_operator_matches_the_fft_filter() {
+    let dev = Default::default();
+    for (d, gamma) in [(6, 1.0), (8, 2.0), (7, 0.5)] {
+        let gff = Gff::new(d, gamma).unwrap();
+        let op = GffOperator::<B>::sqrt_of(&gff, &dev);
+        let mut rng = Rand::new(d as u64);
+        let v = rng.normal(2 * d * d, 1.0);
+        let got = values(op.apply(tensor::<B, 4>(&v, [2, 1, d, d], &dev)));
+        for k in 0..2 {
+            let want = gff.sqrt_apply(&v[k * d * d..(k + 1) * d * d]);
+            let err = common::rel_err(&got[k * d * d..(k + 1) * d * d], &want);
+            // f32 matmuls over d terms: 1e-5 relative.
+            assert!(err < 1e-5, "d={d} gamma={gamma}: {err}");
+        }
+    }
+}
+
+/// Exact `E_t` of the Gaussian truth, dense.
+fn exact_cov(g: &DctGaussian, abar: f64) -> DMatrix<f64> {
+    g.eps_cov_dense(abar)
+}
+
+fn rel_frobenius(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    (a - b).norm() / b.norm()
+}
+
+#[test]
+fn npr_trained_kdct_heads_recover_the_exact_posterior_covariance() {
+    // Grey 8 x 8 Gaussian data, fixed t; heads read constant features, so they learn one E.
+    let dev = Default::default();
+    let d = 8;
+    let g = DctGaussian::power_law(&[1.0], 1, d, 4.0, 1.0).unwrap();
+    let table = table();
+    let t = 150;
+    let abar = table.abar(t);
+    let oracle = GaussianDenoiser::<B>::new(g.spectrum(), d, &table, &dev);
+    let config = CovarianceHeadsConfig::new(HeadKind::KDct, 1, d, 8, 4).with_hidden(32).with_floor(1e-5);
+    let mut heads = config.init::<AD>(&dev);
+    let mut optim = AdamConfig::new().init();
+    let mut rng = Rand::new(11);
+    let batch = 64;
+    for step in 0..600 {
+        let mut x0 = Vec::with_capacity(batch * d * d);
+        for _ in 0..batch {
+            x0.extend(g.sample_x0(&mut rng.0));
+        }
+        let eps = rng.normal(batch * d * d, 1.0);
+        let xt: Vec<f64> = x0.iter().zip(&eps).map(|(x, e)| abar.sqrt() * x + (1.0 - abar).sqrt() * e).collect();
+        let xt = tensor::<B, 4>(&xt, [batch, 1, d, d], &dev);
+        let (eps_hat, _) = oracle.predict(xt, t, false);
+        let mid = Tensor::<AD, 4>::ones([batch, 4, 1, 1], &dev);
+        let last = Tensor::<AD, 4>::ones([batch, 8, d, d], &dev);
+        let cov = heads.forward(mid, last);
+        let loss = npr(&cov, tensor::<AD, 4>(&eps, [batch, 1, d, d], &dev), Tensor::from_inner(eps_hat)).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &heads);
+        let lr = if step < 400 { 1e-2 } else { 1e-3 };
+        heads = optim.step(lr, heads, grads);
+    }
+    let heads = heads.valid();
+    let cov = heads.forward(Tensor::ones([1, 4, 1, 1], &dev), Tensor::ones([1, 8, d, d], &dev));
+    let learnt = DMatrix::from_row_slice(d * d, d * d, &values(cov.to_dense()));
+    let err = rel_frobenius(&learnt, &exact_cov(&g, abar));
+    eprintln!("NPR K-DCT heads: relative Frobenius error {err:.4}");
+    // SGD on 38k draws of a rank-64 target: 5% relative Frobenius error.
+    assert!(err < 0.05, "NPR K-DCT heads: relative Frobenius error {err}");
+}
+
+/// The Gaussian truth with its `E_t` replaced by `diag(E_t)`.
+struct DiagonalOf<D>(D);
+
+impl<D: Denoiser<B>> Denoiser<B> for DiagonalOf<D> {
+    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
+        let (eps, cov) = self.0.predict(x, t, with_cov);
+        (eps, cov.map(|c| AnyCovariance::Diagonal(Diagonal::new(c.diagonal()))))
+    }
+    fn has_covariance(&self) -> bool {
+        true
+    }
+}
+
+fn sample_cov<D: Denoiser<B>>(model: &D, variance: StepVariance, k: usize, n: usize, d: usize) -> DMatrix<f64> {
+    let dev = Default::default();
+    B::seed(&dev, 5);
+    let table = table();
+    let trajectory = Trajectory::new(1000, k, Spacing::Even).unwrap();
+    let sampler = SkipStepDdpm {
+        table: &table,
+        trajectory: &trajectory,
+        variance,
+        lambda: 1.0,
+        clip_x0: false,
+        last_step: LastStep::Noise,
+        noise: ForwardNoise::White,
+    };
+    let x_t = initial_noise::<B>([n, 1, d, d], &ForwardNoise::White, &dev);
+    second_moment(&values(sampler.sample(model, x_t)), d * d)
+}
+
+#[test]
+fn few_step_sampling_with_the_exact_kdct_covariance_matches_the_data_covariance() {
+    let dev = Default::default();
+    let d = 4;
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let table = table();
+    let oracle = GaussianDenoiser::<B>::new(g.spectrum(), d, &table, &dev);
+    let data = g.prior_dense();
+    let n = 40_000;
+    for k in [1, 2, 5] {
+        let exact = rel_frobenius(&sample_cov(&oracle, StepVariance::Learned, k, n, d), &data);
+        let diag = rel_frobenius(&sample_cov(&DiagonalOf(oracle.clone()), StepVariance::Learned, k, n, d), &data);
+        let iso = rel_frobenius(&sample_cov(&oracle, StepVariance::Small, k, n, d), &data);
+        eprintln!("K = {k}: relative Frobenius error exact {exact:.4}, diagonal {diag:.4}, beta-tilde {iso:.4}");
+        // Sampling error of a 16 x 16 second moment from 40k draws: ~sqrt(2/40k) per entry, ~1.5% overall.
+        assert!(exact < 0.03, "K = {k}: exact K-DCT covariance misses the data covariance by {exact}");
+        assert!(diag > 0.1, "K = {k}: the diagonal covariance should miss it, got {diag}");
+        assert!(iso > 0.1, "K = {k}: the isotropic covariance should miss it, got {iso}");
+    }
+}
+
+fn random_kdct(c: usize, d: usize, b: usize, seed: u64) -> (KDct<B>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let dev = Default::default();
+    let mut r = Rand::new(seed);
+    let e = r.uniform(b * c * d * d, 0.05, 0.5);
+    let l = r.normal(b * c * c, 0.6);
+    let lam = r.uniform(b * d * d, 0.01, 2.0);
+    let cov = KDct::new(
+        tensor(&e, [b, c, d, d], &dev),
+        tensor(&l, [b, c, c], &dev),
+        tensor(&lam, [b, d, d], &dev),
+        SpatialBasis::dct(d, &dev),
+    );
+    (cov, e, l, lam)
+}
+
+#[test]
+fn kl_by_cholesky_and_by_lanczos_match_the_dense_formula() {
+    let dev = Default::default();
+    B::seed(&dev, 3);
+    for (c, d) in [(1, 4), (3, 4)] {
+        let n = c * d * d;
+        let b = 2;
+        let (cov, e, l, lam) = random_kdct(c, d, b, 17 + c as u64);
+        let (shift, scale) = (0.02, 0.7);
+        let sigma = AnyCovariance::KDct(cov.shift_scale(shift, scale));
+        let mut r = Rand::new(99);
+        let delta = r.normal(b * n, 0.3);
+        let v = 0.05;
+        let basis = dct2_matrix(d);
+        let want: Vec<f64> = (0..b)
+            .map(|i| {
+                let s = kdct_family(
+                    &e[i * n..(i + 1) * n],
+                    &l[i * c * c..(i + 1) * c * c],
+                    &lam[i * d * d..(i + 1) * d * d],
+                    &basis,
+                    c,
+                ) * scale
+                    + DMatrix::identity(n, n) * shift;
+                gaussian_kl(&vec![0.0; n], &(DMatrix::identity(n, n) * v), &delta[i * n..(i + 1) * n], &s)
+            })
+            .collect();
+        let dt = tensor::<B, 4>(&delta, [b, c, d, d], &dev);
+        let exact = kl_isotropic_vs_cov(v, dt.clone(), &sigma, LogDet::Exact).unwrap();
+        let probes = 300;
+        let slq = kl_isotropic_vs_cov(v, dt, &sigma, LogDet::Lanczos { probes, steps: n.min(24) }).unwrap();
+        for i in 0..b {
+            // Cholesky in f64 of an f32 dense matrix: 1e-4 relative.
+            assert!((exact[i] - want[i]).abs() < 1e-4 * want[i].abs(), "C={c}: {} vs {}", exact[i], want[i]);
+            // Hutchinson over 300 Rademacher probes: the traces carry ~1-2% noise at this n.
+            assert!((slq[i] - want[i]).abs() < 0.03 * want[i].abs(), "C={c}: Lanczos {} vs {}", slq[i], want[i]);
+            eprintln!("C={c}: dense {:.3}, Cholesky {:.3}, Lanczos {:.3}", want[i], exact[i], slq[i]);
+        }
+    }
+}
+
+fn toy_images(n: usize, d: usize, seed: u64) -> ImageSet {
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let mut r = Rand::new(seed);
+    let mut pixels = Vec::with_capacity(n * d * d);
+    for _ in 0..n {
+        pixels.extend(g.sample_x0(&mut r.0).into_iter().map(|x| (x * 0.4).clamp(-1.0, 1.0) as f32));
+    }
+    ImageSet { channels: 1, size: d, pixels, labels: None }
+}
+
+fn loss(t: Tensor<B, 1>) -> f64 {
+    values(t)[0]
+}
+
+#[test]
+fn both_stages_resume_exactly_from_a_checkpoint() {
+    let dev = Default::default();
+    let d = 8;
+    let data = Arc::new(toy_images(64, d, 1));
+    let unet_cfg = UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1);
+    let settings = Settings { batch: 4, warmup: 2, ..Settings::default() };
+    let new_eps = || {
+        AD::seed(&dev, 0);
+        Trainer::new(EpsStage, unet_cfg.init::<AD>(&dev), data.clone(), table(), ForwardNoise::White, settings.clone(), &dev)
+    };
+    let mut straight = new_eps();
+    let losses: Vec<f64> = (0..4).map(|_| loss(straight.step())).collect();
+    let mut first = new_eps();
+    first.step();
+    first.step();
+    let mut resumed = new_eps();
+    resumed.restore(first.checkpoint());
+    let tail: Vec<f64> = (0..2).map(|_| loss(resumed.step())).collect();
+    assert_eq!(tail, losses[2..].to_vec(), "stage 1 resumed differently");
+
+    let unet = straight.ema().clone();
+    for objective in [HeadObjective::Npr, HeadObjective::NprResidual, HeadObjective::Ocm { h: 1e-2 }, HeadObjective::Sn]
+    {
+        let kind = if objective == HeadObjective::Sn { HeadKind::Diagonal } else { HeadKind::KDct };
+        let heads_cfg = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, d)
+            .with_hidden(16)
+            .with_second_moment(objective == HeadObjective::Sn);
+        let new_heads = || {
+            AD::seed(&dev, 1);
+            let stage = HeadStage::<AD> { unet: unet.clone(), objective };
+            Trainer::new(stage, heads_cfg.init::<AD>(&dev), data.clone(), table(), ForwardNoise::White, settings.clone(), &dev)
+        };
+        let mut straight = new_heads();
+        let losses: Vec<f64> = (0..3).map(|_| loss(straight.step())).collect();
+        assert!(losses.iter().all(|l| l.is_finite()), "{objective}: {losses:?}");
+        let mut first = new_heads();
+        first.step();
+        let mut resumed = new_heads();
+        resumed.restore(first.checkpoint());
+        let tail: Vec<f64> = (0..2).map(|_| loss(resumed.step())).collect();
+        assert_eq!(tail, losses[1..].to_vec(), "{objective}: stage 2 resumed differently");
+    }
+}
