@@ -1,12 +1,10 @@
 //! Training checkpoints: a folder with the model, the optimiser state and a
 //! `state.json`, written to a temporary folder and swapped in, so a killed
-//! run always leaves a complete checkpoint behind.
+//! run always leaves a complete checkpoint behind. What goes into the folder
+//! is the caller's: `save` and `resume` take the writer and the reader.
 
 use anyhow::{bail, Context, Result};
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
-use covdiff_model::toy2d::{OptimRecord, Toy2dConfig, Trainer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +14,14 @@ pub struct Checkpoints {
     run: Value,
 }
 
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+/// The recorder for checkpoint files.
+pub fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::new()
+}
+
+/// A recorder error as a message that tells the user how to recover.
+pub fn load_error(dir: &Path, what: &str, e: burn::record::RecorderError) -> anyhow::Error {
+    anyhow::anyhow!("{}: cannot read the {what} checkpoint ({e:?}); pass --fresh to start over", dir.display())
 }
 
 impl Checkpoints {
@@ -34,14 +38,13 @@ impl Checkpoints {
         self.dir.join("state.json").exists() || self.dir.with_extension("old").join("state.json").exists()
     }
 
-    pub fn save<B: AutodiffBackend>(&self, trainer: &Trainer<B>) -> Result<()> {
+    /// `write` fills a fresh folder and returns the step it holds.
+    pub fn save(&self, write: impl FnOnce(&Path) -> Result<usize>) -> Result<()> {
         let tmp = self.dir.with_extension("tmp");
         let old = self.dir.with_extension("old");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let (model, optim, step) = trainer.checkpoint();
-        model.save_file(tmp.join("model"), &recorder()).context("writing the model checkpoint")?;
-        recorder().record(optim, tmp.join("optim")).context("writing the optimiser checkpoint")?;
+        let step = write(&tmp)?;
         let state = serde_json::json!({ "run": self.run, "step": step });
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)? + "\n")?;
         let _ = std::fs::remove_dir_all(&old);
@@ -53,13 +56,8 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// Restore `trainer` from the checkpoint, if there is one; returns the step it resumes at.
-    pub fn resume<B: AutodiffBackend>(
-        &self,
-        trainer: &mut Trainer<B>,
-        config: &Toy2dConfig,
-        device: &B::Device,
-    ) -> Result<Option<usize>> {
+    /// Restore with `read(folder, step)`, if there is a checkpoint; returns the step it resumes at.
+    pub fn resume(&self, read: impl FnOnce(&Path, usize) -> Result<()>) -> Result<Option<usize>> {
         // A run killed between the two renames of `save` left its checkpoint in `.old`.
         let old = self.dir.with_extension("old");
         if !self.dir.exists() && old.join("state.json").exists() {
@@ -79,19 +77,7 @@ impl Checkpoints {
             );
         }
         let step = state["step"].as_u64().context("checkpoint state has no step")? as usize;
-        let load_err = |what: &str, e: burn::record::RecorderError| {
-            anyhow::anyhow!(
-                "{}: cannot read the {what} checkpoint ({e:?}); pass --fresh to start over",
-                self.dir.display()
-            )
-        };
-        let model = config
-            .init::<B>(device)
-            .load_file(self.dir.join("model"), &recorder(), device)
-            .map_err(|e| load_err("model", e))?;
-        let optim: OptimRecord<B> =
-            recorder().load(self.dir.join("optim"), device).map_err(|e| load_err("optimiser", e))?;
-        trainer.restore(model, optim, step);
+        read(&self.dir, step)?;
         Ok(Some(step))
     }
 

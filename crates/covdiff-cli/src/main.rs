@@ -33,6 +33,15 @@ enum Command {
     /// Toy 2D diffusion with learned full 2x2 covariance (the anisotropic-covariance thesis).
     #[command(subcommand)]
     Toy2d(commands::toy2d::Command),
+    /// Train an eps-UNet (stage 1) or covariance heads on a frozen one (stage 2), from a TOML config.
+    Train(commands::image::train::Args),
+    /// Sample images in K steps with any covariance (PNG grid; --compare for side by side).
+    Sample(commands::image::sample::Args),
+    /// Evaluate models: NLL in bits/dim by the ELBO, and the table over covariances and K.
+    #[command(subcommand)]
+    Eval(commands::image::eval::Command),
+    /// Re-export a run's weights (safetensors with diffusers names) and model card, e.g. into weights/.
+    Export(commands::image::export::Args),
     /// Benchmarks: covariance operators (K-DCT against diagonal) and DCTs.
     #[command(subcommand)]
     Bench(commands::bench::Command),
@@ -47,6 +56,10 @@ fn main() {
         Command::Covariance(c) => commands::covariance::run(c),
         Command::Toy2d(c) => commands::toy2d::run(c, cli.device),
         Command::Bench(c) => commands::bench::run(c, cli.device),
+        Command::Train(a) => device::dispatch(cli.device, a),
+        Command::Sample(a) => device::dispatch(cli.device, a),
+        Command::Eval(c) => commands::image::eval::run(c, cli.device),
+        Command::Export(a) => device::dispatch(cli.device, a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

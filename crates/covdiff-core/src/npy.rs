@@ -84,3 +84,28 @@ mod tests {
         assert_eq!(read_f32(&p).unwrap().0, vec![5]);
     }
 }
+
+/// Write one little-endian `f32` tensor as a safetensors file (8-byte header
+/// length, JSON header, raw data), readable by `safetensors.numpy.load_file`.
+pub fn write_safetensors_f32(path: &Path, name: &str, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not match data");
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[0,{}]}}}}",
+        dims.join(","),
+        4 * data.len()
+    );
+    // Pad the header with spaces to 8-byte alignment, as the format recommends.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + 4 * data.len());
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header.as_bytes());
+    for x in data {
+        out.extend(x.to_le_bytes());
+    }
+    let tmp = path.with_extension("safetensors.partial");
+    std::fs::File::create(&tmp)?.write_all(&out)?;
+    std::fs::rename(tmp, path)
+}

@@ -2,5 +2,6 @@ pub mod bench;
 pub mod covariance;
 pub mod data;
 pub mod gff;
+pub mod image;
 pub mod schedule;
 pub mod toy2d;

@@ -1,19 +1,19 @@
 //! `covdiff toy2d`: the 2D thesis, trained, sampled and compared.
 
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{load_error, recorder, Checkpoints};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
 use covdiff_core::metrics::energy_distance;
 use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
 use covdiff_core::svg::{scatter_panels, Cloud, LinePlot, Series};
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
-use covdiff_model::toy2d::{Objective, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer};
+use covdiff_model::toy2d::{Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -221,7 +221,17 @@ fn train_model<B: Backend>(
     let mut trainer = Trainer::<Autodiff<B>>::new(&config, &points, table, objective, options.clone(), device);
     let mut first = 0;
     if let Some(RunLog { checkpoints: Some((ck, _)), .. }) = &log {
-        if let Some(step) = ck.resume(&mut trainer, &config, device)? {
+        let read = |dir: &Path, step: usize| -> Result<()> {
+            let model = config
+                .init::<Autodiff<B>>(device)
+                .load_file(dir.join("model"), &recorder(), device)
+                .map_err(|e| load_error(dir, "model", e))?;
+            let optim: OptimRecord<Autodiff<B>> =
+                recorder().load(dir.join("optim"), device).map_err(|e| load_error(dir, "optimiser", e))?;
+            trainer.restore(model, optim, step);
+            Ok(())
+        };
+        if let Some(step) = ck.resume(read)? {
             eprintln!("resuming from the checkpoint in {} at step {step}", ck.dir().display());
             first = step;
         }
@@ -250,7 +260,12 @@ fn train_model<B: Backend>(
         }
         if let Some(RunLog { checkpoints: Some((ck, every)), .. }) = &log {
             if (step + 1) % every == 0 && step + 1 < optim.steps {
-                ck.save(&trainer)?;
+                ck.save(|dir| {
+                    let (model, optim, step) = trainer.checkpoint();
+                    model.save_file(dir.join("model"), &recorder()).context("writing the model checkpoint")?;
+                    recorder().record(optim, dir.join("optim")).context("writing the optimiser checkpoint")?;
+                    Ok(step)
+                })?;
             }
         }
         pb.inc(1);

@@ -15,3 +15,5 @@ pub use heads::{CovarianceHeads, CovarianceHeadsConfig, HeadKind};
 pub use noise::{ForwardNoise, GffOperator};
 pub use sampler::{initial_noise, Ddim, LastStep, Sampler, SkipStepDdpm, StepVariance};
 pub use train::{EpsStage, HeadObjective, HeadStage, Settings, Stage, Trainer};
+#[cfg(not(target_arch = "wasm32"))]
+pub mod weights;

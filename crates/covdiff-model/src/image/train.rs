@@ -72,7 +72,7 @@ impl FromStr for HeadObjective {
 
 /// Optimisation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub batch: usize,
     pub lr: f64,
@@ -230,6 +230,10 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
 
     pub fn steps_done(&self) -> usize {
         self.steps_done
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn model(&self) -> &S::Model {

@@ -1,0 +1,8 @@
+//! Image diffusion commands: train, sample, eval, export.
+
+pub mod config;
+pub mod eval;
+pub mod export;
+pub mod models;
+pub mod sample;
+pub mod train;

@@ -1,0 +1,185 @@
+//! Loaded models and the samplers named on the command line: `beta`,
+//! `beta-tilde` (alias `iso`), `ddim`, and the covariance heads of any
+//! loaded weights by kind (`diag`, `lowrank8`, `kdct`, `free`, `free-diag`)
+//! or by kind and objective (`kdct-ocm`).
+
+use super::config::ModelCard;
+use super::export::load_bundle;
+use anyhow::{bail, ensure, Result};
+use burn::tensor::backend::Backend;
+use covdiff_core::schedule::ScheduleTable;
+use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_model::image::weights::Bundle;
+use covdiff_model::image::{
+    Ddim, Denoiser, ForwardNoise, LastStep, Sampler, SecondOrder, SkipStepDdpm, StepVariance,
+};
+use burn::tensor::Tensor;
+use std::path::PathBuf;
+
+pub struct Models<B: Backend> {
+    pub cards: Vec<ModelCard>,
+    pub bundles: Vec<Bundle<B>>,
+    pub table: ScheduleTable,
+    pub noise: ForwardNoise<B>,
+}
+
+impl<B: Backend> Models<B> {
+    /// Load weights; all must share image shape, schedule and noise (one eps-UNet family).
+    pub fn load(weights: &[PathBuf], device: &B::Device) -> Result<Self> {
+        ensure!(!weights.is_empty(), "pass at least one --weights file");
+        let mut cards = Vec::new();
+        let mut bundles = Vec::new();
+        for w in weights {
+            let (path, card) = super::export::locate(w)?;
+            if let Some(first) = cards.first() {
+                let f: &ModelCard = first;
+                ensure!(
+                    (f.channels, f.size, &f.schedule, &f.noise) == (card.channels, card.size, &card.schedule, &card.noise),
+                    "{} differs from {} in image shape, schedule or noise",
+                    w.display(),
+                    weights[0].display()
+                );
+            }
+            bundles.push(load_bundle::<B>(&path, &card, device)?);
+            cards.push(card);
+        }
+        let table = cards[0].schedule.table()?;
+        let noise = cards[0].noise.build::<B>(cards[0].size, device)?;
+        Ok(Self { cards, bundles, table, noise })
+    }
+
+    pub fn shape(&self, n: usize) -> [usize; 4] {
+        [n, self.cards[0].channels, self.cards[0].size, self.cards[0].size]
+    }
+
+    /// Resolve a sampler name.
+    pub fn column(&self, name: &str) -> Result<Column> {
+        match name {
+            "beta" => return Ok(Column::Heuristic(StepVariance::Large)),
+            "beta-tilde" | "iso" => return Ok(Column::Heuristic(StepVariance::Small)),
+            "ddim" => return Ok(Column::Ddim),
+            _ => {}
+        }
+        let by_name = self.cards.iter().position(|c| c.name() == name);
+        let by_kind = || self.cards.iter().position(|c| c.heads.as_ref().is_some_and(|h| h.kind.name() == name));
+        match by_name.or_else(by_kind) {
+            Some(i) => Ok(Column::Learned(i)),
+            None => {
+                let learned: Vec<String> = self.cards.iter().filter(|c| c.heads.is_some()).map(|c| c.name()).collect();
+                bail!(
+                    "no sampler '{name}': use beta, beta-tilde (iso), ddim{}{}",
+                    if learned.is_empty() { "" } else { ", or " },
+                    learned.join(", ")
+                )
+            }
+        }
+    }
+
+    fn second_order(&self, i: usize) -> SecondOrder<B> {
+        let b = &self.bundles[i];
+        SecondOrder { unet: b.unet.clone(), heads: b.covariance_heads.clone().expect("learned columns have heads") }
+    }
+
+    /// Run the sampler of `column` from `x_t`.
+    pub fn sample(&self, column: Column, opts: &SampleOptions, x_t: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
+        let trajectory = Trajectory::new(self.table.steps(), opts.steps, opts.spacing).map_err(anyhow::Error::msg)?;
+        let ddpm = |variance| SkipStepDdpm {
+            table: &self.table,
+            trajectory: &trajectory,
+            variance,
+            lambda: opts.lambda,
+            clip_x0: opts.clip_x0,
+            last_step: opts.last_step,
+            noise: self.noise.clone(),
+        };
+        Ok(match column {
+            Column::Heuristic(v) => ddpm(v).sample(&self.bundles[0].unet, x_t),
+            Column::Ddim => Ddim {
+                table: &self.table,
+                trajectory: &trajectory,
+                eta: opts.eta,
+                clip_x0: opts.clip_x0,
+                noise: self.noise.clone(),
+            }
+            .sample(&self.bundles[0].unet, x_t),
+            Column::Learned(i) => ddpm(StepVariance::Learned).sample(&self.second_order(i), x_t),
+        })
+    }
+
+    /// The denoiser and step variance of a column, for the ELBO.
+    pub fn with_denoiser<R>(
+        &self,
+        column: Column,
+        f: impl FnOnce(&dyn DenoiserRef<B>, StepVariance) -> R,
+    ) -> Result<R> {
+        Ok(match column {
+            Column::Heuristic(v) => f(&self.bundles[0].unet, v),
+            Column::Ddim => bail!("DDIM has no likelihood: choose beta, beta-tilde or a learned covariance"),
+            Column::Learned(i) => f(&self.second_order(i), StepVariance::Learned),
+        })
+    }
+}
+
+/// A [`Denoiser`] usable behind `dyn` (its one generic-free method).
+pub trait DenoiserRef<B: Backend> {
+    fn predict_ref(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>);
+}
+
+impl<B: Backend, D: Denoiser<B>> DenoiserRef<B> for D {
+    fn predict_ref(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
+        self.predict(x, t, with_cov)
+    }
+}
+
+/// A `dyn DenoiserRef` as a [`Denoiser`].
+pub struct Dyn<'a, B: Backend>(pub &'a dyn DenoiserRef<B>);
+
+impl<B: Backend> Denoiser<B> for Dyn<'_, B> {
+    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
+        self.0.predict_ref(x, t, with_cov)
+    }
+    fn has_covariance(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Column {
+    Heuristic(StepVariance),
+    Ddim,
+    Learned(usize),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SampleOptions {
+    /// Sampling steps K.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// even or quadratic time spacing.
+    #[arg(long, default_value = "even", value_parser = parse_spacing)]
+    pub spacing: Spacing,
+    /// Noise scale lambda.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// DDIM's eta (for the ddim sampler).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Do not clip x0_hat to [-1, 1].
+    #[arg(long = "no-clip-x0", action = clap::ArgAction::SetFalse)]
+    pub clip_x0: bool,
+    /// The last step: mean, noise, clip-scale[:y] (Eq. 41) or clip-sample[:y] (the paper's K-DCT rule).
+    #[arg(long, default_value = "clip-sample:2", value_parser = parse_last_step)]
+    pub last_step: LastStep,
+}
+
+fn parse_spacing(s: &str) -> Result<Spacing, String> {
+    match s {
+        "even" => Ok(Spacing::Even),
+        "quadratic" => Ok(Spacing::Quadratic),
+        _ => Err(format!("unknown spacing '{s}' (expected even or quadratic)")),
+    }
+}
+
+fn parse_last_step(s: &str) -> Result<LastStep, String> {
+    s.parse()
+}

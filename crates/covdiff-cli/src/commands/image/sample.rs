@@ -1,0 +1,89 @@
+//! `covdiff sample`: few-step sampling with any covariance, one PNG grid
+//! (a column per sampler with `--compare`, all from the same seeds).
+
+use super::models::{Models, SampleOptions};
+use crate::device::BackendJob;
+use crate::progress::bar;
+use anyhow::{bail, ensure, Context, Result};
+use burn::tensor::backend::Backend;
+use covdiff_core::figure::save_grid;
+use covdiff_model::image::initial_noise;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model weights (repeat for several covariance heads on the same eps-UNet); the card sits beside them.
+    #[arg(long, required = true)]
+    weights: Vec<PathBuf>,
+    /// The sampler: beta, beta-tilde (iso), ddim, or a loaded head (diag, lowrank8, kdct, free, free-diag, kdct-ocm...).
+    #[arg(long, default_value = "beta-tilde", conflicts_with = "compare")]
+    covariance: String,
+    /// Several samplers side by side, comma-separated, e.g. iso,diag,kdct.
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<String>,
+    #[command(flatten)]
+    options: SampleOptions,
+    /// Images per sampler.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// PNG grid.
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Also write the raw samples, [samplers, n, C, d, d], as .npy or .safetensors.
+    #[arg(long)]
+    raw: Option<PathBuf>,
+}
+
+impl BackendJob for Args {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        ensure!(self.n > 0 && self.options.steps > 0, "--n and --steps must be positive");
+        ensure!(self.options.lambda >= 0.0 && self.options.lambda.is_finite(), "--lambda must be >= 0");
+        let models = Models::<B>::load(&self.weights, &device)?;
+        let names = if self.compare.is_empty() { vec![self.covariance.clone()] } else { self.compare.clone() };
+        let columns = names.iter().map(|n| models.column(n)).collect::<Result<Vec<_>>>()?;
+        let shape = models.shape(self.n);
+        let pb = bar(columns.len() as u64, "sampling");
+        let mut all = Vec::new();
+        for column in columns {
+            B::seed(&device, self.seed);
+            let x_t = initial_noise::<B>(shape, &models.noise, &device);
+            let x = models.sample(column, &self.options, x_t)?;
+            let v: Vec<f32> = x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            ensure!(v.iter().all(|x| x.is_finite()), "sampler {column:?} produced non-finite values");
+            all.push(v);
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let [n, c, d, _] = shape;
+        let dim = c * d * d;
+        let mut grid = Vec::with_capacity(all.len() * n * dim);
+        for i in 0..n {
+            for col in &all {
+                grid.extend_from_slice(&col[i * dim..(i + 1) * dim]);
+            }
+        }
+        let scale = (128 / d).clamp(1, 8);
+        save_grid(&self.out, &grid, c, d, all.len().max(if all.len() == 1 { 8 } else { 1 }), scale)
+            .with_context(|| format!("writing {}", self.out.display()))?;
+        if let Some(raw) = &self.raw {
+            let flat: Vec<f32> = all.concat();
+            let dims = [all.len(), n, c, d, d];
+            match raw.extension().and_then(|e| e.to_str()) {
+                Some("npy") => covdiff_core::npy::write_f32(raw, &dims, &flat)?,
+                Some("safetensors") => covdiff_core::npy::write_safetensors_f32(raw, "samples", &dims, &flat)?,
+                _ => bail!("--raw must end in .npy or .safetensors"),
+            }
+        }
+        println!(
+            "{} x {n} samples ({}) with K = {} written to {}",
+            all.len(),
+            names.join(", "),
+            self.options.steps,
+            self.out.display()
+        );
+        Ok(())
+    }
+}
