@@ -40,6 +40,8 @@ enum Command {
     /// Evaluate models: NLL in bits/dim by the ELBO, and the table over covariances and K.
     #[command(subcommand)]
     Eval(commands::image::eval::Command),
+    /// Train the small classifier whose features define FD, precision and recall.
+    Classifier(commands::image::classifier::Args),
     /// Re-export a run's weights (safetensors with diffusers names) and model card, e.g. into weights/.
     Export(commands::image::export::Args),
     /// Benchmarks: covariance operators (K-DCT against diagonal) and DCTs.
@@ -60,6 +62,7 @@ fn main() {
         Command::Sample(a) => device::dispatch(cli.device, a),
         Command::Eval(c) => commands::image::eval::run(c, cli.device),
         Command::Export(a) => device::dispatch(cli.device, a),
+        Command::Classifier(a) => device::dispatch(cli.device, a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -60,6 +60,11 @@ fn help_is_everywhere() {
         vec!["toy2d", "train", "--help"],
         vec!["toy2d", "sample", "--help"],
         vec!["toy2d", "sweep", "--help"],
+        vec!["train", "--help"],
+        vec!["sample", "--help"],
+        vec!["eval", "nll", "--help"],
+        vec!["eval", "table", "--help"],
+        vec!["export", "--help"],
     ] {
         let o = covdiff(&args);
         assert!(o.status.success(), "{args:?}");
@@ -344,4 +349,154 @@ fn killed_training_resumes_from_its_checkpoint() {
     std::fs::write(other.with_extension("ckpt").join("state.json"), r#"{"run": {"data": "circles"}, "step": 5}"#)
         .unwrap();
     assert_error(&covdiff(&args(&other).each_ref().map(|s| s.as_str())), "different run");
+}
+
+fn step_of(state: &Path) -> Option<u64> {
+    std::fs::read_to_string(state)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["step"].as_u64())
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
+    let dir = scratch("image");
+    let data = dir.join("train-images-idx3-ubyte");
+    write_idx(&data, 64, 8);
+    let mut labels = vec![0u8, 0, 8, 1, 0, 0, 0, 64];
+    labels.extend((0..64u8).map(|k| k % 3));
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\nsource = \"idx:{}\"\n\n[unet]\nblock_out_channels = [8, 8]\nattention = [false, true]\n\
+             norm_num_groups = 4\nlayers_per_block = 1\n\n[train]\nsteps = 200\nbatch = 4\ncheckpoint_every = 5\n\
+             log_every = 1\nwarmup = 5\nlr = 1e-3\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let train = |out: &Path| ["train", "--config", &s(&config), "--out", &s(out)].map(String::from);
+
+    // Stage 1, killed after a checkpoint, then resumed: the loss curve continues.
+    let eps = dir.join("eps");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_covdiff")).args(train(&eps)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !step_of(&eps.join("checkpoint/state.json")).is_some_and(|s| s >= 20) {
+        assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!eps.join("model.safetensors").exists());
+    let before = metric_lines(&eps.join("metrics.jsonl"));
+    let o = Command::new(env!("CARGO_BIN_EXE_covdiff")).args(train(&eps)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming from the checkpoint"), "{}", stderr(&o));
+    let all = metric_lines(&eps.join("metrics.jsonl"));
+    assert_eq!(all.iter().filter(|(s, _)| *s == 1).count(), 1, "{all:?}");
+    let resumed = &all[before.len()..];
+    assert!(resumed[0].0 >= 20 && resumed.last().unwrap().0 == 200, "{resumed:?}");
+    let early: f64 = all[..5].iter().map(|x| x.1).sum::<f64>() / 5.0;
+    let late: f64 = all[all.len() - 5..].iter().map(|x| x.1).sum::<f64>() / 5.0;
+    assert!(late < early, "stage-1 loss did not fall: {early} -> {late}");
+    // Seeded batches and a restored optimiser and EMA: the resumed run ends where an uninterrupted one does.
+    let whole = dir.join("whole");
+    assert!(covdiff(&train(&whole).each_ref().map(|s| s.as_str())).status.success());
+    let card = json(&eps.join("model.json"));
+    let (a, b) = (card["metrics"]["final_loss"].as_f64().unwrap(), json(&whole.join("model.json"))["metrics"]["final_loss"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "resumed {a} vs uninterrupted {b}");
+    assert_eq!(card["steps_done"], 200);
+    let weights = eps.join("model.safetensors");
+
+    // Stage 2 on the frozen UNet.
+    let heads = |kind: &str, objective: &str, out: &Path| {
+        let mut a = train(out).to_vec();
+        a.extend(["--heads", kind, "--objective", objective, "--eps-weights", &s(&weights), "--steps", "8"].map(String::from));
+        Command::new(env!("CARGO_BIN_EXE_covdiff")).args(a).output().unwrap()
+    };
+    let kdct = dir.join("kdct");
+    let o = heads("kdct", "ocm", &kdct);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let diag = dir.join("diag");
+    assert!(heads("diag", "sn", &diag).status.success());
+    assert_error(&heads("kdct", "sn", &dir.join("bad")), "diag heads only");
+    assert_eq!(json(&kdct.join("model.json"))["heads"]["kind"]["kind"], "kdct");
+
+    // Sampling side by side, with raw tensors.
+    let (kw, dw) = (s(&kdct.join("model.safetensors")), s(&diag.join("model.safetensors")));
+    let png = dir.join("cmp.png");
+    let raw = dir.join("cmp.npy");
+    let o = covdiff(&[
+        "sample", "--weights", &kw, "--weights", &dw, "--compare", "iso,beta,ddim,diag,kdct", "--steps", "3", "--n", "4",
+        "--out", &s(&png), "--raw", &s(&raw),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(png.exists());
+    let bytes = std::fs::read(&raw).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("(5, 4, 1, 8, 8)"));
+    assert_error(&covdiff(&["sample", "--weights", &kw, "--covariance", "lowrank4"]), "no sampler 'lowrank4'");
+
+    // NLL, exact and stochastic, and the table.
+    for logdet in ["exact", "lanczos"] {
+        let o = covdiff(&[
+            "eval", "nll", "--weights", &kw, "--covariances", "beta,kdct", "--steps", "3", "--n", "4", "--batch", "2",
+            "--data", &format!("idx:{}", data.display()), "--logdet", logdet,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("kdct"), "{}", stdout(&o));
+    }
+    let table = dir.join("table");
+    let o = covdiff(&[
+        "eval", "table", "--weights", &kw, "--weights", &dw, "--covariances", "beta-tilde,diag,kdct", "--ks", "2,3",
+        "--n", "2", "--data", &format!("idx:{}", data.display()), "--out", &s(&table),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&table.with_extension("json")).as_array().unwrap().len(), 6);
+    assert!(std::fs::read_to_string(table.with_extension("md")).unwrap().contains("| kdct |"));
+
+    // FD, precision and recall in the features of a classifier trained on the labels.
+    let cls = dir.join("cls");
+    let o = covdiff(&["classifier", "--data", &format!("idx:{}", data.display()), "--steps", "5", "--batch", "8", "--out", &s(&cls)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = covdiff(&[
+        "eval", "fd", "--weights", &kw, "--covariances", "beta,kdct", "--steps", "2", "--fd-samples", "6", "--batch", "3",
+        "--classifier", &s(&cls), "--data", &format!("idx:{}", data.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("precision"), "{}", stdout(&o));
+    assert_error(&covdiff(&["eval", "fd", "--weights", &kw, "--steps", "2"]), "--classifier");
+
+    // Export, then bad weights: truncated, and shapes that do not fit the card.
+    let exported = dir.join("weights/tiny.safetensors");
+    assert!(covdiff(&["export", "--run", &s(&kdct), "--out", &s(&exported)]).status.success());
+    assert!(exported.with_extension("json").exists());
+    let cut = dir.join("cut.safetensors");
+    let full = std::fs::read(&exported).unwrap();
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    std::fs::copy(exported.with_extension("json"), cut.with_extension("json")).unwrap();
+    assert_error(&covdiff(&["sample", "--weights", &s(&cut)]), "cut.safetensors");
+    let wrong = dir.join("wrong.safetensors");
+    std::fs::copy(&exported, &wrong).unwrap();
+    let mut card = json(&exported.with_extension("json"));
+    card["unet"]["block_out_channels"] = serde_json::json!([8, 16]);
+    std::fs::write(wrong.with_extension("json"), card.to_string()).unwrap();
+    assert_error(&covdiff(&["sample", "--weights", &s(&wrong)]), "down_blocks.1");
+
+    // Config mistakes are named.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[train]\nstep = 5\n").unwrap();
+    assert_error(&covdiff(&["train", "--config", &s(&bad), "--out", &s(&dir.join("x"))]), "unknown field `step`");
+    assert_error(
+        &covdiff(&["train", "--config", &s(&config), "--out", &s(&dir.join("y")), "--heads", "kdct"]),
+        "--eps-weights",
+    );
 }

@@ -6,6 +6,7 @@
 //! blocking GPU read panics in a browser.
 
 pub mod backends;
+pub mod classifier;
 pub mod covariance;
 pub mod image;
 pub mod objectives;

@@ -17,6 +17,8 @@ pub enum Command {
     Covariance(CovArgs),
     /// Fast DCT (rustdct) against matrix DCT (plain loops, and batched burn matmul).
     Dct(DctArgs),
+    /// On one UNet and batch: sampling-step time per covariance and training-step time per objective.
+    Model(super::bench_model::Args),
 }
 
 #[derive(clap::Args)]
@@ -59,6 +61,7 @@ pub fn run(c: Command, device: DeviceKind) -> Result<()> {
             ensure!(a.reps > 0 && a.batch > 0 && a.channels > 0, "--reps, --batch and --channels must be positive");
             dispatch(device, a)
         }
+        Command::Model(a) => dispatch(device, a),
         Command::Dct(a) => {
             ensure!(
                 !a.sizes.is_empty() && a.sizes.iter().all(|&d| (2..=1024).contains(&d)),
@@ -70,7 +73,7 @@ pub fn run(c: Command, device: DeviceKind) -> Result<()> {
 }
 
 /// Median wall time of `f` in milliseconds, after one warm-up call.
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+pub fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {

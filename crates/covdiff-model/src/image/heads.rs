@@ -20,10 +20,13 @@ use std::str::FromStr;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum HeadKind {
     /// `diag(e)`.
+    #[serde(rename = "diag")]
     Diagonal,
     /// `diag(e) + R R^T`, `R` from the last up-block.
+    #[serde(rename = "lowrank")]
     LowRank { rank: usize },
     /// `diag(e) + (L L^T) (x) F2^T diag(lam) F2`.
+    #[serde(rename = "kdct")]
     KDct,
     /// K-DCT with learnt separable bases `A`, `B` (paper Table 9).
     Free,

@@ -2,7 +2,8 @@
 //! stochastic Lanczos log-determinants), and the table over covariances and K.
 
 use super::config::{load_images, ModelCard};
-use super::models::{Column, Dyn, Models};
+use super::classifier::Features;
+use super::models::{Column, Dyn, Models, SampleOptions};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
@@ -10,7 +11,8 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use covdiff_core::data::ImageSet;
 use covdiff_core::likelihood::bits_per_dim;
 use covdiff_core::trajectory::{Spacing, Trajectory};
-use covdiff_model::image::{Elbo, ElboTerms, LogDet};
+use covdiff_core::metrics::{frechet_distance, precision_recall};
+use covdiff_model::image::{initial_noise, Elbo, ElboTerms, LogDet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -18,13 +20,16 @@ use std::path::PathBuf;
 pub enum Command {
     /// NLL (bits/dim) of held-out images for each covariance at one K.
     Nll(NllArgs),
-    /// NLL for each covariance at K = 10, 25, 50, as Markdown and JSON.
+    /// FD, precision and recall of samples in a covdiff classifier's features, at one K.
+    Fd(NllArgs),
+    /// NLL (and FD with --classifier) for each covariance at K = 10, 25, 50, as Markdown and JSON.
     Table(TableArgs),
 }
 
 pub fn run(c: Command, device: DeviceKind) -> Result<()> {
     match c {
         Command::Nll(a) => dispatch(device, a),
+        Command::Fd(a) => dispatch(device, FdArgs(a)),
         Command::Table(a) => dispatch(device, a),
     }
 }
@@ -40,9 +45,18 @@ pub struct EvalData {
     /// Held-out images; by default Fashion-MNIST's test set for Fashion-MNIST models, else the training source.
     #[arg(long)]
     data: Option<String>,
-    /// Images to evaluate.
+    /// Images for the NLL (0 skips it).
     #[arg(long, default_value_t = 256)]
     n: usize,
+    /// A classifier from `covdiff classifier` (<stem>.mpk): adds FD, precision and recall.
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Samples per covariance for FD (and as many held-out images).
+    #[arg(long, default_value_t = 500)]
+    fd_samples: usize,
+    /// Sampling options for FD (the step count comes from --steps or --ks).
+    #[command(flatten)]
+    sampling: SampleOptions,
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// exact (Cholesky of the dense n x n covariance) or lanczos (stochastic, structured products only).
@@ -116,48 +130,88 @@ impl EvalData {
         })
     }
 
-    /// Mean NLL terms (bits/dim) of each covariance at each K: `[k][covariance] -> (total, prior, transitions, decoder)`.
-    fn evaluate<B: Backend>(&self, ks: &[usize], device: &B::Device) -> Result<Vec<Vec<[f64; 4]>>> {
-        ensure!(self.n > 0 && self.batch > 0, "--n and --batch must be positive");
+    /// For each K and covariance: the mean NLL terms in bits/dim `(total, prior, transitions, decoder)`
+    /// when `nll`, and `(FD, precision, recall)` when `fd`.
+    fn evaluate<B: Backend>(&self, ks: &[usize], nll: bool, fd: bool, device: &B::Device) -> Result<Vec<Vec<Cell>>> {
+        ensure!(self.batch > 0, "--batch must be positive");
+        ensure!(!nll || self.n > 0, "--n must be positive");
         let models = Models::<B>::load(&self.weights, device)?;
         let card = &models.cards[0];
-        ensure!(card.noise.kind == "white", "NLL is implemented for white forward noise only, not NI-DDPM's GFF");
         let method = self.method()?;
         let n = card.channels * card.size * card.size;
-        if method == LogDet::Exact && n > 4096 {
-            bail!("n = {n} is too large for dense Cholesky: use --logdet lanczos");
+        if nll {
+            ensure!(card.noise.kind == "white", "NLL is implemented for white forward noise only, not NI-DDPM's GFF");
+            ensure!(method != LogDet::Exact || n <= 4096, "n = {n} is too large for dense Cholesky: use --logdet lanczos");
+        }
+        let features = match (&self.classifier, fd) {
+            (Some(p), true) => Some(Features::<B>::load(p, device)?),
+            (None, true) => bail!("FD needs --classifier (train one with `covdiff classifier`)"),
+            _ => None,
+        };
+        if let Some(f) = &features {
+            ensure!(f.card.size == card.size && f.card.config.channels == card.channels, "the classifier was trained on other image sizes");
+            ensure!(self.fd_samples >= 2, "--fd-samples must be at least 2");
         }
         let columns: Vec<Column> = self.covariances.iter().map(|c| models.column(c)).collect::<Result<_>>()?;
-        let set = held_out(card, &self.data, self.n)?;
+        let set = held_out(card, &self.data, self.n.max(if fd { self.fd_samples } else { 0 }))?;
         let shape_of = |b: usize| [b, set.channels, set.size, set.size];
-        let pb = bar((ks.len() * columns.len() * set.len().div_ceil(self.batch)) as u64, "ELBO");
+        let real = match &features {
+            Some(f) => {
+                let m = self.fd_samples.min(set.len());
+                Some(f.of(&set.pixels[..m * n], [set.channels, set.size, set.size], device)?)
+            }
+            None => None,
+        };
+        let nll_images = if nll { self.n.min(set.len()) } else { 0 };
+        let per_cell = nll_images.div_ceil(self.batch) + if fd { self.fd_samples.div_ceil(self.batch) } else { 0 };
+        let pb = bar((ks.len() * columns.len() * per_cell) as u64, "evaluating");
         let mut out = Vec::new();
         for &k in ks {
             let trajectory = Trajectory::new(models.table.steps(), k, Spacing::Even).map_err(anyhow::Error::msg)?;
             let mut row = Vec::new();
             for &column in &columns {
-                B::seed(device, self.seed);
-                let mut sums = [0.0; 4];
-                for start in (0..set.len()).step_by(self.batch) {
-                    let b = self.batch.min(set.len() - start);
-                    let px = set.pixels[start * n..(start + b) * n].to_vec();
-                    let x0 = Tensor::<B, 4>::from_data(TensorData::new(px, shape_of(b)), device);
-                    let terms: ElboTerms = models
-                        .with_denoiser(column, |den, variance| {
-                            Elbo { table: &models.table, trajectory: &trajectory, variance, logdet: method }
-                                .terms(&Dyn(den), x0)
-                        })?
-                        .map_err(anyhow::Error::msg)?;
-                    let total = terms.total();
-                    for i in 0..b {
-                        for (acc, v) in sums.iter_mut().zip([total[i], terms.prior[i], terms.transitions[i], terms.decoder[i]]) {
-                            *acc += bits_per_dim(v, n);
+                let mut cell = Cell::default();
+                if nll {
+                    B::seed(device, self.seed);
+                    let mut sums = [0.0; 4];
+                    for start in (0..nll_images).step_by(self.batch) {
+                        let b = self.batch.min(nll_images - start);
+                        let px = set.pixels[start * n..(start + b) * n].to_vec();
+                        let x0 = Tensor::<B, 4>::from_data(TensorData::new(px, shape_of(b)), device);
+                        let terms: ElboTerms = models
+                            .with_denoiser(column, |den, variance| {
+                                Elbo { table: &models.table, trajectory: &trajectory, variance, logdet: method }
+                                    .terms(&Dyn(den), x0)
+                            })?
+                            .map_err(anyhow::Error::msg)?;
+                        let total = terms.total();
+                        for i in 0..b {
+                            let t = [total[i], terms.prior[i], terms.transitions[i], terms.decoder[i]];
+                            for (acc, v) in sums.iter_mut().zip(t) {
+                                *acc += bits_per_dim(v, n);
+                            }
                         }
+                        pb.inc(1);
                     }
-                    pb.inc(1);
+                    ensure!(sums[0].is_finite(), "the ELBO of {column:?} at K = {k} is not finite");
+                    cell.nll = Some(sums.map(|s| s / nll_images as f64));
                 }
-                ensure!(sums[0].is_finite(), "the ELBO of {column:?} at K = {k} is not finite");
-                row.push(sums.map(|s| s / set.len() as f64));
+                if let (Some(f), Some(real)) = (&features, &real) {
+                    B::seed(device, self.seed);
+                    let mut fake = Vec::with_capacity(self.fd_samples * f.dim());
+                    for start in (0..self.fd_samples).step_by(self.batch) {
+                        let b = self.batch.min(self.fd_samples - start);
+                        let x_t = initial_noise::<B>(shape_of(b), &models.noise, device);
+                        let x = models.sample(column, &self.sampling, k, x_t)?.clamp(-1.0, 1.0);
+                        let px: Vec<f32> = x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        fake.extend(f.of(&px, [set.channels, set.size, set.size], device)?);
+                        pb.inc(1);
+                    }
+                    let fdv = frechet_distance(real, &fake, f.dim());
+                    let (p, r) = precision_recall(real, &fake, f.dim(), 3);
+                    cell.fd = Some([fdv, p, r]);
+                }
+                row.push(cell);
             }
             out.push(row);
         }
@@ -166,16 +220,42 @@ impl EvalData {
     }
 }
 
+/// One covariance at one K.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cell {
+    nll: Option<[f64; 4]>,
+    fd: Option<[f64; 3]>,
+}
+
 impl BackendJob for NllArgs {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let res = self.eval.evaluate::<B>(&[self.steps], &device)?;
+        let res = self.eval.evaluate::<B>(&[self.steps], true, false, &device)?;
         println!("K = {}, {} images, logdet {}:", self.steps, self.eval.n, self.eval.logdet);
         println!("{:>14} {:>10} {:>10} {:>12} {:>10}", "covariance", "NLL", "prior", "transitions", "decoder");
-        for (name, [t, p, tr, d]) in self.eval.covariances.iter().zip(&res[0]) {
+        for (name, cell) in self.eval.covariances.iter().zip(&res[0]) {
+            let [t, p, tr, d] = cell.nll.expect("computed");
             println!("{name:>14} {t:>10.4} {p:>10.4} {tr:>12.4} {d:>10.4}");
         }
         println!("(bits/dim)");
+        Ok(())
+    }
+}
+
+/// `eval fd` takes the same arguments as `eval nll`.
+pub struct FdArgs(NllArgs);
+
+impl BackendJob for FdArgs {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = self.0;
+        let res = a.eval.evaluate::<B>(&[a.steps], false, true, &device)?;
+        println!("K = {}, {} samples against as many held-out images:", a.steps, a.eval.fd_samples);
+        println!("{:>14} {:>10} {:>10} {:>10}", "covariance", "FD", "precision", "recall");
+        for (name, cell) in a.eval.covariances.iter().zip(&res[0]) {
+            let [f, p, r] = cell.fd.expect("computed");
+            println!("{name:>14} {f:>10.4} {p:>10.3} {r:>10.3}");
+        }
         Ok(())
     }
 }
@@ -184,26 +264,48 @@ impl BackendJob for TableArgs {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         ensure!(!self.ks.is_empty(), "--ks is empty");
-        let res = self.eval.evaluate::<B>(&self.ks, &device)?;
-        let mut md = String::from("NLL (bits/dim) by the K-step ELBO\n\n| covariance |");
-        for k in &self.ks {
-            write!(md, " K = {k} |")?;
-        }
-        md.push_str("\n|---|");
-        md.push_str(&"---|".repeat(self.ks.len()));
-        md.push('\n');
+        let nll = self.eval.n > 0;
+        let fd = self.eval.classifier.is_some();
+        ensure!(nll || fd, "nothing to evaluate: --n is 0 and there is no --classifier");
+        let res = self.eval.evaluate::<B>(&self.ks, nll, fd, &device)?;
+        let mut md = String::new();
         let mut json = Vec::new();
-        for (j, name) in self.eval.covariances.iter().enumerate() {
-            write!(md, "| {name} |")?;
-            for (i, k) in self.ks.iter().enumerate() {
-                let [t, p, tr, d] = res[i][j];
-                write!(md, " {t:.4} |")?;
-                json.push(serde_json::json!({
-                    "covariance": name, "k": k, "nll_bpd": t, "prior_bpd": p, "transitions_bpd": tr, "decoder_bpd": d,
-                    "images": self.eval.n, "logdet": self.eval.logdet,
-                }));
+        let sections: [(&str, bool, fn(&Cell) -> Option<f64>); 2] = [
+            ("NLL (bits/dim) by the K-step ELBO", nll, |c| c.nll.map(|v| v[0])),
+            ("FD in the classifier's features (lower is better)", fd, |c| c.fd.map(|v| v[0])),
+        ];
+        for (title, on, value) in sections {
+            if !on {
+                continue;
+            }
+            write!(md, "{title}\n\n| covariance |")?;
+            for k in &self.ks {
+                write!(md, " K = {k} |")?;
+            }
+            md.push_str("\n|---|");
+            md.push_str(&"---|".repeat(self.ks.len()));
+            md.push('\n');
+            for (j, name) in self.eval.covariances.iter().enumerate() {
+                write!(md, "| {name} |")?;
+                for row in &res {
+                    write!(md, " {:.4} |", value(&row[j]).unwrap_or(f64::NAN))?;
+                }
+                md.push('\n');
             }
             md.push('\n');
+        }
+        for (i, k) in self.ks.iter().enumerate() {
+            for (j, name) in self.eval.covariances.iter().enumerate() {
+                let c = res[i][j];
+                json.push(serde_json::json!({
+                    "covariance": name, "k": k,
+                    "nll_bpd": c.nll.map(|v| v[0]), "prior_bpd": c.nll.map(|v| v[1]),
+                    "transitions_bpd": c.nll.map(|v| v[2]), "decoder_bpd": c.nll.map(|v| v[3]),
+                    "fd": c.fd.map(|v| v[0]), "precision": c.fd.map(|v| v[1]), "recall": c.fd.map(|v| v[2]),
+                    "nll_images": self.eval.n, "fd_samples": if fd { self.eval.fd_samples } else { 0 },
+                    "logdet": self.eval.logdet,
+                }));
+            }
         }
         let md_path = self.out.with_extension("md");
         let json_path = self.out.with_extension("json");

@@ -1,5 +1,6 @@
 //! Image diffusion commands: train, sample, eval, export.
 
+pub mod classifier;
 pub mod config;
 pub mod eval;
 pub mod export;

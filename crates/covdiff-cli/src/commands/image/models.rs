@@ -81,8 +81,8 @@ impl<B: Backend> Models<B> {
     }
 
     /// Run the sampler of `column` from `x_t`.
-    pub fn sample(&self, column: Column, opts: &SampleOptions, x_t: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
-        let trajectory = Trajectory::new(self.table.steps(), opts.steps, opts.spacing).map_err(anyhow::Error::msg)?;
+    pub fn sample(&self, column: Column, opts: &SampleOptions, steps: usize, x_t: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
+        let trajectory = Trajectory::new(self.table.steps(), steps, opts.spacing).map_err(anyhow::Error::msg)?;
         let ddpm = |variance| SkipStepDdpm {
             table: &self.table,
             trajectory: &trajectory,
@@ -152,9 +152,6 @@ pub enum Column {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SampleOptions {
-    /// Sampling steps K.
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
     /// even or quadratic time spacing.
     #[arg(long, default_value = "even", value_parser = parse_spacing)]
     pub spacing: Spacing,

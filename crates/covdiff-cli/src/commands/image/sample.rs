@@ -21,6 +21,9 @@ pub struct Args {
     /// Several samplers side by side, comma-separated, e.g. iso,diag,kdct.
     #[arg(long, value_delimiter = ',')]
     compare: Vec<String>,
+    /// Sampling steps K.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
     #[command(flatten)]
     options: SampleOptions,
     /// Images per sampler.
@@ -39,7 +42,7 @@ pub struct Args {
 impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        ensure!(self.n > 0 && self.options.steps > 0, "--n and --steps must be positive");
+        ensure!(self.n > 0 && self.steps > 0, "--n and --steps must be positive");
         ensure!(self.options.lambda >= 0.0 && self.options.lambda.is_finite(), "--lambda must be >= 0");
         let models = Models::<B>::load(&self.weights, &device)?;
         let names = if self.compare.is_empty() { vec![self.covariance.clone()] } else { self.compare.clone() };
@@ -50,7 +53,7 @@ impl BackendJob for Args {
         for column in columns {
             B::seed(&device, self.seed);
             let x_t = initial_noise::<B>(shape, &models.noise, &device);
-            let x = models.sample(column, &self.options, x_t)?;
+            let x = models.sample(column, &self.options, self.steps, x_t)?;
             let v: Vec<f32> = x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             ensure!(v.iter().all(|x| x.is_finite()), "sampler {column:?} produced non-finite values");
             all.push(v);
@@ -81,7 +84,7 @@ impl BackendJob for Args {
             "{} x {n} samples ({}) with K = {} written to {}",
             all.len(),
             names.join(", "),
-            self.options.steps,
+            self.steps,
             self.out.display()
         );
         Ok(())

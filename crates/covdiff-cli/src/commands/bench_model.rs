@@ -1,0 +1,197 @@
+//! `covdiff bench model`: what structured covariance costs next to a network.
+//! On one randomly initialised UNet and batch: the time of a sampling step
+//! with each covariance (iso, diag, kdct) and of a training step with each
+//! objective and head, with the ratios kdct/diag; and the UNet's convolution
+//! (ours, im2col) against burn's `Conv2d`, forward and backward.
+
+use super::bench::median_ms;
+use crate::device::BackendJob;
+use crate::progress::bar;
+use anyhow::{ensure, Result};
+use burn::backend::Autodiff;
+use burn::module::Module;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{backend::Backend, Distribution, Tensor};
+use covdiff_core::data::ImageSet;
+use covdiff_core::schedule::{Linear, Schedule};
+use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_model::image::{
+    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, LastStep, Sampler, SecondOrder, Settings,
+    SkipStepDdpm, StepVariance, Trainer,
+};
+use covdiff_model::unet::{Conv, UNetConfig};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// tiny or cifar.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    #[arg(long, default_value_t = 28)]
+    size: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize, Default)]
+struct Report {
+    backend: String,
+    unet: String,
+    batch: usize,
+    sampling_step_ms: std::collections::BTreeMap<String, f64>,
+    training_step_ms: std::collections::BTreeMap<String, f64>,
+    conv_ms: std::collections::BTreeMap<String, f64>,
+    ratios: std::collections::BTreeMap<String, f64>,
+}
+
+impl BackendJob for Args {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        ensure!(self.batch > 0 && self.reps > 0 && self.channels > 0, "--batch, --reps and --channels must be positive");
+        let unet_cfg = match self.preset.as_str() {
+            "tiny" => UNetConfig::tiny(self.channels),
+            "cifar" => UNetConfig::cifar(self.channels),
+            p => anyhow::bail!("unknown preset '{p}' (expected tiny or cifar)"),
+        };
+        ensure!(self.size % unet_cfg.size_multiple() == 0, "--size must be a multiple of {}", unet_cfg.size_multiple());
+        let shape = [self.batch, self.channels, self.size, self.size];
+        let table = Linear::default().table();
+        let sync = || {
+            let _ = B::sync(&device);
+        };
+        let mut r = Report {
+            backend: B::name(&device),
+            unet: format!("{} ({} x {} x {})", self.preset, self.channels, self.size, self.size),
+            batch: self.batch,
+            ..Default::default()
+        };
+        let pb = bar(9, "bench");
+        B::seed(&device, 0);
+        let unet = unet_cfg.init::<B>(&device);
+        let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        // Sampling: 4 skip steps (the last one clipped), per step.
+        let trajectory = Trajectory::new(table.steps(), 4, Spacing::Even).map_err(anyhow::Error::msg)?;
+        let sampler = |variance| SkipStepDdpm {
+            table: &table,
+            trajectory: &trajectory,
+            variance,
+            lambda: 1.0,
+            clip_x0: true,
+            last_step: LastStep::ClipSample { y: 2.0 },
+            noise: ForwardNoise::White,
+        };
+        let per_step = |ms: f64| ms / 4.0;
+        let iso = median_ms(self.reps, || {
+            let _ = sampler(StepVariance::Small).sample(&unet, x.clone());
+            sync();
+        });
+        r.sampling_step_ms.insert("iso".into(), per_step(iso));
+        pb.inc(1);
+        for kind in [HeadKind::Diagonal, HeadKind::KDct] {
+            let heads = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, self.size).init::<B>(&device);
+            let model = SecondOrder { unet: unet.clone(), heads };
+            let ms = median_ms(self.reps, || {
+                let _ = sampler(StepVariance::Learned).sample(&model, x.clone());
+                sync();
+            });
+            r.sampling_step_ms.insert(kind.name(), per_step(ms));
+            pb.inc(1);
+        }
+        // Training: one optimiser step of the heads on the frozen UNet.
+        let n = self.channels * self.size * self.size;
+        let pixels: Vec<f32> = (0..64 * n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+        let data = Arc::new(ImageSet { channels: self.channels, size: self.size, pixels, labels: None });
+        let settings = Settings { batch: self.batch, ..Settings::default() };
+        for objective in [HeadObjective::Npr, HeadObjective::NprResidual, HeadObjective::Ocm { h: 1e-2 }, HeadObjective::Sn] {
+            let kinds: &[HeadKind] =
+                if objective == HeadObjective::Sn { &[HeadKind::Diagonal] } else { &[HeadKind::Diagonal, HeadKind::KDct] };
+            for &kind in kinds {
+                let cfg = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, self.size)
+                    .with_second_moment(objective == HeadObjective::Sn);
+                let stage = HeadStage::<Autodiff<B>> { unet: unet.clone(), objective };
+                let mut trainer = Trainer::new(
+                    stage,
+                    cfg.init::<Autodiff<B>>(&device),
+                    data.clone(),
+                    table.clone(),
+                    ForwardNoise::White,
+                    settings.clone(),
+                    &device,
+                );
+                let ms = median_ms(self.reps, || {
+                    let _ = trainer.step();
+                    sync();
+                });
+                r.training_step_ms.insert(format!("{objective}/{}", kind.name()), ms);
+            }
+            pb.inc(1);
+        }
+        // The UNet's first-level convolution, forward and backward.
+        let c0 = unet_cfg.block_out_channels[0];
+        let xa = Tensor::<Autodiff<B>, 4>::random([self.batch, c0, self.size, self.size], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let ours = Conv::<Autodiff<B>>::new(c0, c0, 3, 1, 1, &device);
+        let theirs = Conv2dConfig::new([c0, c0], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init::<Autodiff<B>>(&device);
+        let fwd_ours = median_ms(self.reps, || {
+            let _ = ours.forward(xa.clone());
+            sync();
+        });
+        let fwd_burn = median_ms(self.reps, || {
+            let _ = theirs.forward(xa.clone());
+            sync();
+        });
+        let bwd_ours = median_ms(self.reps, || {
+            let _ = ours.forward(xa.clone()).sum().backward();
+            sync();
+        });
+        let bwd_burn = median_ms(self.reps.min(3), || {
+            let _ = theirs.forward(xa.clone()).sum().backward();
+            sync();
+        });
+        let _ = ours.num_params();
+        r.conv_ms.insert("im2col_forward".into(), fwd_ours);
+        r.conv_ms.insert("burn_conv2d_forward".into(), fwd_burn);
+        r.conv_ms.insert("im2col_forward_backward".into(), bwd_ours);
+        r.conv_ms.insert("burn_conv2d_forward_backward".into(), bwd_burn);
+        pb.inc(1);
+        pb.finish_and_clear();
+        let s = &r.sampling_step_ms;
+        r.ratios.insert("sampling kdct/diag".into(), s["kdct"] / s["diag"]);
+        r.ratios.insert("sampling kdct/iso".into(), s["kdct"] / s["iso"]);
+        for o in ["npr", "npr-residual", "ocm"] {
+            let t = &r.training_step_ms;
+            r.ratios.insert(format!("training {o} kdct/diag"), t[&format!("{o}/kdct")] / t[&format!("{o}/diag")]);
+        }
+        r.ratios.insert("conv backward burn/im2col".into(), bwd_burn / bwd_ours);
+        println!("{} UNet on {}, batch {} (median of {} runs, ms)", r.unet, r.backend, r.batch, self.reps);
+        println!("sampling step:");
+        for (k, v) in &r.sampling_step_ms {
+            println!("  {k:<22} {v:>10.2}");
+        }
+        println!("training step (frozen UNet, heads trained):");
+        for (k, v) in &r.training_step_ms {
+            println!("  {k:<22} {v:>10.2}");
+        }
+        println!("first-level 3x3 convolution:");
+        for (k, v) in &r.conv_ms {
+            println!("  {k:<30} {v:>10.2}");
+        }
+        println!("ratios:");
+        for (k, v) in &r.ratios {
+            println!("  {k:<30} {v:>8.3}");
+        }
+        if let Some(p) = &self.json {
+            std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")?;
+        }
+        Ok(())
+    }
+}
