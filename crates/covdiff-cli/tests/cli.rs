@@ -351,6 +351,13 @@ fn killed_training_resumes_from_its_checkpoint() {
     assert_error(&covdiff(&args(&other).each_ref().map(|s| s.as_str())), "different run");
 }
 
+/// Stage 2 with GFF noise on the given eps weights.
+fn heads_gff(train: &[String], weights: &Path) -> Output {
+    let mut a = train.to_vec();
+    a.extend(["--noise", "gff", "--heads", "diag", "--eps-weights", weights.to_str().unwrap()].map(String::from));
+    Command::new(env!("CARGO_BIN_EXE_covdiff")).args(a).output().unwrap()
+}
+
 fn step_of(state: &Path) -> Option<u64> {
     std::fs::read_to_string(state)
         .ok()
@@ -386,10 +393,13 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
 
     // Stage 1, killed after a checkpoint, then resumed: the loss curve continues.
     let eps = dir.join("eps");
-    let mut child =
-        Command::new(env!("CARGO_BIN_EXE_covdiff")).args(train(&eps)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_covdiff"))
+        .args(train(&eps))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let start = std::time::Instant::now();
-    while !step_of(&eps.join("checkpoint/state.json")).is_some_and(|s| s >= 20) {
+    while step_of(&eps.join("checkpoint/state.json")).is_none_or(|s| s < 20) {
         assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
         assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -412,7 +422,10 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     let whole = dir.join("whole");
     assert!(covdiff(&train(&whole).each_ref().map(|s| s.as_str())).status.success());
     let card = json(&eps.join("model.json"));
-    let (a, b) = (card["metrics"]["final_loss"].as_f64().unwrap(), json(&whole.join("model.json"))["metrics"]["final_loss"].as_f64().unwrap());
+    let (a, b) = (
+        card["metrics"]["final_loss"].as_f64().unwrap(),
+        json(&whole.join("model.json"))["metrics"]["final_loss"].as_f64().unwrap(),
+    );
     assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "resumed {a} vs uninterrupted {b}");
     assert_eq!(card["steps_done"], 200);
     let weights = eps.join("model.safetensors");
@@ -420,7 +433,10 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     // Stage 2 on the frozen UNet.
     let heads = |kind: &str, objective: &str, out: &Path| {
         let mut a = train(out).to_vec();
-        a.extend(["--heads", kind, "--objective", objective, "--eps-weights", &s(&weights), "--steps", "8"].map(String::from));
+        a.extend(
+            ["--heads", kind, "--objective", objective, "--eps-weights", &s(&weights), "--steps", "8"]
+                .map(String::from),
+        );
         Command::new(env!("CARGO_BIN_EXE_covdiff")).args(a).output().unwrap()
     };
     let kdct = dir.join("kdct");
@@ -436,8 +452,21 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     let png = dir.join("cmp.png");
     let raw = dir.join("cmp.npy");
     let o = covdiff(&[
-        "sample", "--weights", &kw, "--weights", &dw, "--compare", "iso,beta,ddim,diag,kdct", "--steps", "3", "--n", "4",
-        "--out", &s(&png), "--raw", &s(&raw),
+        "sample",
+        "--weights",
+        &kw,
+        "--weights",
+        &dw,
+        "--compare",
+        "iso,beta,ddim,diag,kdct",
+        "--steps",
+        "3",
+        "--n",
+        "4",
+        "--out",
+        &s(&png),
+        "--raw",
+        &s(&raw),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(png.exists());
@@ -448,16 +477,44 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     // NLL, exact and stochastic, and the table.
     for logdet in ["exact", "lanczos"] {
         let o = covdiff(&[
-            "eval", "nll", "--weights", &kw, "--covariances", "beta,kdct", "--steps", "3", "--n", "4", "--batch", "2",
-            "--data", &format!("idx:{}", data.display()), "--logdet", logdet,
+            "eval",
+            "nll",
+            "--weights",
+            &kw,
+            "--covariances",
+            "beta,kdct",
+            "--steps",
+            "3",
+            "--n",
+            "4",
+            "--batch",
+            "2",
+            "--data",
+            &format!("idx:{}", data.display()),
+            "--logdet",
+            logdet,
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("kdct"), "{}", stdout(&o));
     }
     let table = dir.join("table");
     let o = covdiff(&[
-        "eval", "table", "--weights", &kw, "--weights", &dw, "--covariances", "beta-tilde,diag,kdct", "--ks", "2,3",
-        "--n", "2", "--data", &format!("idx:{}", data.display()), "--out", &s(&table),
+        "eval",
+        "table",
+        "--weights",
+        &kw,
+        "--weights",
+        &dw,
+        "--covariances",
+        "beta-tilde,diag,kdct",
+        "--ks",
+        "2,3",
+        "--n",
+        "2",
+        "--data",
+        &format!("idx:{}", data.display()),
+        "--out",
+        &s(&table),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&table.with_extension("json")).as_array().unwrap().len(), 6);
@@ -465,11 +522,35 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
 
     // FD, precision and recall in the features of a classifier trained on the labels.
     let cls = dir.join("cls");
-    let o = covdiff(&["classifier", "--data", &format!("idx:{}", data.display()), "--steps", "5", "--batch", "8", "--out", &s(&cls)]);
+    let o = covdiff(&[
+        "classifier",
+        "--data",
+        &format!("idx:{}", data.display()),
+        "--steps",
+        "5",
+        "--batch",
+        "8",
+        "--out",
+        &s(&cls),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = covdiff(&[
-        "eval", "fd", "--weights", &kw, "--covariances", "beta,kdct", "--steps", "2", "--fd-samples", "6", "--batch", "3",
-        "--classifier", &s(&cls), "--data", &format!("idx:{}", data.display()),
+        "eval",
+        "fd",
+        "--weights",
+        &kw,
+        "--covariances",
+        "beta,kdct",
+        "--steps",
+        "2",
+        "--fd-samples",
+        "6",
+        "--batch",
+        "3",
+        "--classifier",
+        &s(&cls),
+        "--data",
+        &format!("idx:{}", data.display()),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("precision"), "{}", stdout(&o));
@@ -490,6 +571,34 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     card["unet"]["block_out_channels"] = serde_json::json!([8, 16]);
     std::fs::write(wrong.with_extension("json"), card.to_string()).unwrap();
     assert_error(&covdiff(&["sample", "--weights", &s(&wrong)]), "down_blocks.1");
+
+    // NI-DDPM: GFF forward noise, trained, sampled; its NLL is refused, not computed wrongly.
+    let gff = dir.join("gff");
+    let mut a = train(&gff).to_vec();
+    a.extend(["--noise", "gff", "--steps", "10"].map(String::from));
+    let o = Command::new(env!("CARGO_BIN_EXE_covdiff")).args(a).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&gff.join("model.json"))["noise"]["kind"], "gff");
+    let gw = s(&gff.join("model.safetensors"));
+    for sampler in ["beta-tilde", "ddim"] {
+        let o = covdiff(&[
+            "sample",
+            "--weights",
+            &gw,
+            "--covariance",
+            sampler,
+            "--steps",
+            "3",
+            "--n",
+            "2",
+            "--out",
+            &s(&dir.join("gff.png")),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_error(&covdiff(&["eval", "nll", "--weights", &gw, "--n", "2"]), "white forward noise only");
+    // Weights of another noise cannot seed stage 2 of this one.
+    assert_error(&heads_gff(&train(&dir.join("mixed")), &weights), "other forward noise");
 
     // Config mistakes are named.
     let bad = dir.join("bad.toml");

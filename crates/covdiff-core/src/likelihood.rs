@@ -104,11 +104,11 @@ mod tests {
         // Reference values from mpmath at 30 digits; the fit promises 1.2e-7 relative.
         let table = [
             (0.0, 1.0),
-            (0.5, 0.479_500_122_186_953_5),
-            (1.0, 0.157_299_207_050_285_13),
+            (0.5, 0.479_500_122_186_953),
+            (1.0, 0.157_299_207_050_285),
             (2.0, 0.004_677_734_981_047_266),
-            (-1.0, 1.842_700_792_949_714_9),
-            (5.0, 1.537_459_794_428_034_8e-12),
+            (-1.0, 1.842_700_792_949_715),
+            (5.0, 1.537_459_794_428_035e-12),
         ];
         for (x, want) in table {
             let got = erfc(x);
@@ -176,9 +176,8 @@ mod tests {
             b_prev = b;
         }
         let eig = SymmetricEigen::new(s.clone());
-        let logm = &eig.eigenvectors
-            * DMatrix::from_diagonal(&eig.eigenvalues.map(f64::ln))
-            * eig.eigenvectors.transpose();
+        let logm =
+            &eig.eigenvectors * DMatrix::from_diagonal(&eig.eigenvalues.map(f64::ln)) * eig.eigenvectors.transpose();
         let want = (u.transpose() * logm * &u)[(0, 0)];
         let got = lanczos_quadrature(u.norm_squared(), &alpha, &beta, f64::ln);
         assert!((got - want).abs() < 1e-8 * want.abs().max(1.0), "{got} vs {want}");

@@ -129,7 +129,8 @@ mod tests {
         // Rotating both by the same orthogonal matrix changes nothing.
         let (c, s) = (0.6f64, 0.8f64);
         let q = DMatrix::from_row_slice(3, 3, &[c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0]);
-        let got = frechet_from_moments(&(&q * &m1), &(&q * &s1 * q.transpose()), &(&q * &m2), &(&q * &s2 * q.transpose()));
+        let got =
+            frechet_from_moments(&(&q * &m1), &(&q * &s1 * q.transpose()), &(&q * &m2), &(&q * &s2 * q.transpose()));
         assert!((got - want).abs() < 1e-10, "{got} vs {want}");
     }
 

@@ -65,26 +65,6 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
     Ok((shape, data))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_round_trips_and_rejects_truncation() {
-        let dir = crate::data::tempdir("npy");
-        let p = dir.join("a.npy");
-        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
-        write_f32(&p, &[2, 3, 4], &data).unwrap();
-        let bytes = std::fs::read(&p).unwrap();
-        assert_eq!((bytes.len() - 96) % 64, 0, "64-byte aligned header");
-        assert_eq!(read_f32(&p).unwrap(), (vec![2, 3, 4], data));
-        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(read_f32(&p).unwrap_err().contains("expected 96 data bytes"));
-        write_f32(&p, &[5], &[1.0; 5]).unwrap();
-        assert_eq!(read_f32(&p).unwrap().0, vec![5]);
-    }
-}
-
 /// Write one little-endian `f32` tensor as a safetensors file (8-byte header
 /// length, JSON header, raw data), readable by `safetensors.numpy.load_file`.
 pub fn write_safetensors_f32(path: &Path, name: &str, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
@@ -108,4 +88,40 @@ pub fn write_safetensors_f32(path: &Path, name: &str, shape: &[usize], data: &[f
     let tmp = path.with_extension("safetensors.partial");
     std::fs::File::create(&tmp)?.write_all(&out)?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trips_and_rejects_truncation() {
+        let dir = crate::data::tempdir("npy");
+        let p = dir.join("a.npy");
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+        write_f32(&p, &[2, 3, 4], &data).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!((bytes.len() - 96) % 64, 0, "64-byte aligned header");
+        assert_eq!(read_f32(&p).unwrap(), (vec![2, 3, 4], data));
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(read_f32(&p).unwrap_err().contains("expected 96 data bytes"));
+        write_f32(&p, &[5], &[1.0; 5]).unwrap();
+        assert_eq!(read_f32(&p).unwrap().0, vec![5]);
+    }
+
+    #[test]
+    fn safetensors_header_names_shape_and_offsets() {
+        let dir = std::env::temp_dir().join(format!("covdiff-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.safetensors");
+        write_safetensors_f32(&p, "samples", &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+        assert_eq!(header["samples"]["shape"], serde_json::json!([2, 3]));
+        assert_eq!(header["samples"]["data_offsets"], serde_json::json!([0, 24]));
+        assert_eq!(b.len(), 8 + n + 24);
+        assert_eq!(f32::from_le_bytes(b[8 + n + 20..].try_into().unwrap()), 6.5);
+    }
 }

@@ -235,7 +235,15 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
     let settings = Settings { batch: 4, warmup: 2, ..Settings::default() };
     let new_eps = || {
         AD::seed(&dev, 0);
-        Trainer::new(EpsStage, unet_cfg.init::<AD>(&dev), data.clone(), table(), ForwardNoise::White, settings.clone(), &dev)
+        Trainer::new(
+            EpsStage,
+            unet_cfg.init::<AD>(&dev),
+            data.clone(),
+            table(),
+            ForwardNoise::White,
+            settings.clone(),
+            &dev,
+        )
     };
     let mut straight = new_eps();
     let losses: Vec<f64> = (0..4).map(|_| loss(straight.step())).collect();
@@ -257,7 +265,15 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
         let new_heads = || {
             AD::seed(&dev, 1);
             let stage = HeadStage::<AD> { unet: unet.clone(), objective };
-            Trainer::new(stage, heads_cfg.init::<AD>(&dev), data.clone(), table(), ForwardNoise::White, settings.clone(), &dev)
+            Trainer::new(
+                stage,
+                heads_cfg.init::<AD>(&dev),
+                data.clone(),
+                table(),
+                ForwardNoise::White,
+                settings.clone(),
+                &dev,
+            )
         };
         let mut straight = new_heads();
         let losses: Vec<f64> = (0..3).map(|_| loss(straight.step())).collect();
@@ -268,5 +284,34 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
         resumed.restore(first.checkpoint());
         let tail: Vec<f64> = (0..2).map(|_| loss(resumed.step())).collect();
         assert_eq!(tail, losses[1..].to_vec(), "{objective}: stage 2 resumed differently");
+    }
+}
+
+#[test]
+fn data_parallel_steps_equal_single_device_steps() {
+    // Two "devices" (both the CPU here: the arithmetic of the split, not the speed-up, is tested).
+    let dev = Default::default();
+    let d = 8;
+    let data = Arc::new(toy_images(32, d, 2));
+    let unet_cfg = UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1);
+    let settings = Settings { batch: 6, warmup: 1, ..Settings::default() };
+    let run = |parallel: bool| {
+        AD::seed(&dev, 3);
+        let t = Trainer::new(
+            EpsStage,
+            unet_cfg.init::<AD>(&dev),
+            data.clone(),
+            table(),
+            ForwardNoise::White,
+            settings.clone(),
+            &dev,
+        );
+        let mut t = if parallel { t.with_devices(&[dev]) } else { t };
+        (0..3).map(|_| loss(t.step())).collect::<Vec<f64>>()
+    };
+    let (one, two) = (run(false), run(true));
+    for (a, b) in one.iter().zip(&two) {
+        // Same gradients up to the order of f32 sums.
+        assert!((a - b).abs() < 1e-5 * a.abs(), "single {one:?} vs split {two:?}");
     }
 }

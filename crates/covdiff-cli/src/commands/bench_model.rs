@@ -56,13 +56,20 @@ struct Report {
 impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        ensure!(self.batch > 0 && self.reps > 0 && self.channels > 0, "--batch, --reps and --channels must be positive");
+        ensure!(
+            self.batch > 0 && self.reps > 0 && self.channels > 0,
+            "--batch, --reps and --channels must be positive"
+        );
         let unet_cfg = match self.preset.as_str() {
             "tiny" => UNetConfig::tiny(self.channels),
             "cifar" => UNetConfig::cifar(self.channels),
             p => anyhow::bail!("unknown preset '{p}' (expected tiny or cifar)"),
         };
-        ensure!(self.size % unet_cfg.size_multiple() == 0, "--size must be a multiple of {}", unet_cfg.size_multiple());
+        ensure!(
+            self.size.is_multiple_of(unet_cfg.size_multiple()),
+            "--size must be a multiple of {}",
+            unet_cfg.size_multiple()
+        );
         let shape = [self.batch, self.channels, self.size, self.size];
         let table = Linear::default().table();
         let sync = || {
@@ -111,9 +118,14 @@ impl BackendJob for Args {
         let pixels: Vec<f32> = (0..64 * n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
         let data = Arc::new(ImageSet { channels: self.channels, size: self.size, pixels, labels: None });
         let settings = Settings { batch: self.batch, ..Settings::default() };
-        for objective in [HeadObjective::Npr, HeadObjective::NprResidual, HeadObjective::Ocm { h: 1e-2 }, HeadObjective::Sn] {
-            let kinds: &[HeadKind] =
-                if objective == HeadObjective::Sn { &[HeadKind::Diagonal] } else { &[HeadKind::Diagonal, HeadKind::KDct] };
+        for objective in
+            [HeadObjective::Npr, HeadObjective::NprResidual, HeadObjective::Ocm { h: 1e-2 }, HeadObjective::Sn]
+        {
+            let kinds: &[HeadKind] = if objective == HeadObjective::Sn {
+                &[HeadKind::Diagonal]
+            } else {
+                &[HeadKind::Diagonal, HeadKind::KDct]
+            };
             for &kind in kinds {
                 let cfg = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, self.size)
                     .with_second_moment(objective == HeadObjective::Sn);
@@ -137,10 +149,16 @@ impl BackendJob for Args {
         }
         // The UNet's first-level convolution, forward and backward.
         let c0 = unet_cfg.block_out_channels[0];
-        let xa = Tensor::<Autodiff<B>, 4>::random([self.batch, c0, self.size, self.size], Distribution::Normal(0.0, 1.0), &device)
-            .require_grad();
+        let xa = Tensor::<Autodiff<B>, 4>::random(
+            [self.batch, c0, self.size, self.size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
         let ours = Conv::<Autodiff<B>>::new(c0, c0, 3, 1, 1, &device);
-        let theirs = Conv2dConfig::new([c0, c0], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init::<Autodiff<B>>(&device);
+        let theirs = Conv2dConfig::new([c0, c0], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init::<Autodiff<B>>(&device);
         let fwd_ours = median_ms(self.reps, || {
             let _ = ours.forward(xa.clone());
             sync();

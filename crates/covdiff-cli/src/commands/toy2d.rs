@@ -13,7 +13,9 @@ use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
 use covdiff_core::svg::{scatter_panels, Cloud, LinePlot, Series};
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
-use covdiff_model::toy2d::{Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer};
+use covdiff_model::toy2d::{
+    Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

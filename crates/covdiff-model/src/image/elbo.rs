@@ -48,7 +48,8 @@ fn rows<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<Vec<f64>> {
 pub fn lanczos<B: Backend, C: Covariance<B>>(cov: &C, u: Tensor<B, 4>, steps: usize) -> Vec<(Vec<f64>, Vec<f64>)> {
     let b = u.dims()[0];
     let col = |s: Tensor<B, 1>| s.reshape([b, 1, 1, 1]);
-    let dot = |x: &Tensor<B, 4>, y: &Tensor<B, 4>| (x.clone() * y.clone()).reshape([b as i32, -1]).sum_dim(1).reshape([b]);
+    let dot =
+        |x: &Tensor<B, 4>, y: &Tensor<B, 4>| (x.clone() * y.clone()).reshape([b as i32, -1]).sum_dim(1).reshape([b]);
     let mut q = u.clone() / col(dot(&u, &u).sqrt());
     let mut q_prev = q.zeros_like();
     let mut b_prev = Tensor::<B, 1>::zeros([b], &u.device());
@@ -89,7 +90,9 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
             let dense = host(sigma.to_dense());
             let deltas = rows(delta);
             (0..b)
-                .map(|i| kl_isotropic_vs(v, &deltas[i], DMatrix::from_row_slice(n, n, &dense[i * n * n..(i + 1) * n * n])))
+                .map(|i| {
+                    kl_isotropic_vs(v, &deltas[i], DMatrix::from_row_slice(n, n, &dense[i * n * n..(i + 1) * n * n]))
+                })
                 .collect()
         }
         LogDet::Lanczos { probes, steps } => {
@@ -109,9 +112,7 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
                     trace_inv[i] += lanczos_quadrature(n, a, b, |x| 1.0 / x) / probes.max(1) as f64;
                 }
             }
-            Ok((0..shape[0])
-                .map(|i| 0.5 * (v * trace_inv[i] + quad[i] - n + logdet[i] - n * v.ln()))
-                .collect())
+            Ok((0..shape[0]).map(|i| 0.5 * (v * trace_inv[i] + quad[i] - n + logdet[i] - n * v.ln())).collect())
         }
     }
 }

@@ -204,9 +204,7 @@ impl<B: Backend> CovarianceHeads<B> {
                 AnyCovariance::LowRank(LowRank::new(e, r / (rank as f64).sqrt()))
             }
             HeadKind::KDct | HeadKind::Free | HeadKind::FreeDiag => {
-                let (Some(l1), Some(l2)) = (&self.mlp_1, &self.mlp_2) else {
-                    unreachable!("K-DCT heads have an MLP")
-                };
+                let (Some(l1), Some(l2)) = (&self.mlp_1, &self.mlp_2) else { unreachable!("K-DCT heads have an MLP") };
                 let flat = silu(mid).reshape([b as i32, -1]);
                 let y = l2.forward(silu(l1.forward(flat)));
                 let l = y.clone().narrow(1, 0, c * c).reshape([b, c, c]);

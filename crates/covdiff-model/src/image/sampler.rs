@@ -47,7 +47,9 @@ impl StepVariance {
             Self::Small => AnyCovariance::scalar(st.small_variance(), shape, device),
             Self::Learned => {
                 let (shift, scale) = st.covariance_shift_scale();
-                learned.expect("the learned step variance needs a model with covariance heads").shift_scale(shift, scale)
+                learned
+                    .expect("the learned step variance needs a model with covariance heads")
+                    .shift_scale(shift, scale)
             }
         }
     }

@@ -14,8 +14,10 @@ use crate::objectives::{jvp_central_difference, npr, npr_residual, ocm, sn};
 use crate::unet::UNet;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{
-    adaptor::OptimizerAdaptor, grad_clipping::GradientClippingConfig, AdamW, AdamWConfig, GradientsParams, Optimizer,
+    adaptor::OptimizerAdaptor, grad_clipping::GradientClippingConfig, AdamW, AdamWConfig, GradientsParams,
+    MultiGradientsParams, Optimizer,
 };
+use burn::tensor::backend::DeviceOps;
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, Tensor, TensorData};
 use covdiff_core::data::ImageSet;
 use covdiff_core::schedule::ScheduleTable;
@@ -117,15 +119,33 @@ pub struct Batch<B: Backend> {
     pub t: Tensor<B, 1>,
     /// `sqrt(bbar_t)` per image.
     pub sqrt_bbar: Tensor<B, 1>,
-    /// The generator that drew the batch, for the objectives' own randomness.
-    pub rng: StdRng,
+    /// A seed for the objectives' own randomness (OCM's probes).
+    pub seed: u64,
 }
 
 /// What a training stage optimises.
-pub trait Stage<B: AutodiffBackend> {
+pub trait Stage<B: AutodiffBackend>: Sized {
     type Model: AutodiffModule<B> + Clone;
     /// The mean loss over the batch, normalised per dimension.
     fn loss(&self, model: &Self::Model, batch: Batch<B>) -> Tensor<B, 1>;
+    /// The stage with its frozen parts on `device`, for data parallelism.
+    fn to_device(&self, device: &B::Device) -> Self;
+}
+
+impl<B: Backend> Batch<B> {
+    /// Images `start..start + len`, on `device`.
+    fn shard(&self, start: usize, len: usize, device: &B::Device) -> Self {
+        let cut4 = |t: &Tensor<B, 4>| t.clone().narrow(0, start, len).to_device(device);
+        let cut1 = |t: &Tensor<B, 1>| t.clone().narrow(0, start, len).to_device(device);
+        Batch {
+            x0: cut4(&self.x0),
+            eps: cut4(&self.eps),
+            x_t: cut4(&self.x_t),
+            t: cut1(&self.t),
+            sqrt_bbar: cut1(&self.sqrt_bbar),
+            seed: self.seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        }
+    }
 }
 
 /// Stage 1: `L_simple = E ||eps - eps_hat(x_t, t)||^2 / n`.
@@ -137,6 +157,9 @@ impl<B: AutodiffBackend> Stage<B> for EpsStage {
         let n = batch.eps.dims()[1..].iter().product::<usize>() as f64;
         let eps_hat = model.forward(batch.x_t, batch.t, None);
         per_image_sum((batch.eps - eps_hat).powi_scalar(2)).mean() / n
+    }
+    fn to_device(&self, _: &B::Device) -> Self {
+        EpsStage
     }
 }
 
@@ -160,8 +183,9 @@ impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
             HeadObjective::Npr => npr(&out, eps, eps_hat),
             HeadObjective::NprResidual => npr_residual(&out, eps, eps_hat),
             HeadObjective::Ocm { h } => {
-                let mut rng = batch.rng;
-                let v: Vec<f32> = (0..shape.iter().product()).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+                let mut rng = StdRng::seed_from_u64(batch.seed);
+                let v: Vec<f32> =
+                    (0..shape.iter().product()).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
                 let v = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(v, shape), &x_t.device());
                 let jv = jvp_central_difference(|x| self.unet.forward(x, t.clone(), None), x_t, v.clone(), h);
                 // sqrt(bbar) differs per image: fold it into J v.
@@ -174,6 +198,9 @@ impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
             },
         };
         per_image.mean() / n
+    }
+    fn to_device(&self, device: &B::Device) -> Self {
+        Self { unet: self.unet.clone().fork(device), objective: self.objective }
     }
 }
 
@@ -202,6 +229,8 @@ pub struct Trainer<B: AutodiffBackend, S: Stage<B>> {
     settings: Settings,
     steps_done: usize,
     device: B::Device,
+    /// Further devices for data parallelism, each with its copy of the stage.
+    replicas: Vec<(B::Device, S)>,
 }
 
 impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
@@ -225,7 +254,17 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
             settings,
             steps_done: 0,
             device: device.clone(),
+            replicas: Vec::new(),
         }
+    }
+
+    /// Data parallelism with burn's multi-device optimiser step (`Optimizer::step_multi`): each
+    /// step splits its batch over this trainer's device and `others`, runs forward and backward
+    /// on each device's shard with a fork of the model, and the optimiser sums the gradients
+    /// (each shard's loss weighted by its share of the batch) on each parameter's device.
+    pub fn with_devices(mut self, others: &[B::Device]) -> Self {
+        self.replicas = others.iter().map(|d| (d.clone(), self.stage.to_device(d))).collect();
+        self
     }
 
     pub fn steps_done(&self) -> usize {
@@ -284,20 +323,49 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         let eps = Tensor::<B, 4>::from_data(TensorData::new(eps, shape), dev);
         let col = |v: Tensor<B, 1>| v.reshape([b, 1, 1, 1]);
         let x_t = x0.clone() * col(sa) + self.noise.sqrt_apply(eps.clone()) * col(sb.clone());
-        Batch { x0, eps, x_t, t: per_image(&|t| t as f64), sqrt_bbar: sb, rng }
+        Batch { x0, eps, x_t, t: per_image(&|t| t as f64), sqrt_bbar: sb, seed: rng.random() }
     }
 
     /// One optimiser step; returns the loss, unread.
     pub fn step(&mut self) -> Tensor<B::InnerBackend, 1> {
         let batch = self.batch(self.steps_done);
         let model = self.model.take().expect("model is present between steps");
-        let loss = self.stage.loss(&model, batch);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = self.optim.step(self.settings.lr_at(self.steps_done), model, grads);
+        let lr = self.settings.lr_at(self.steps_done);
+        let (model, loss) = if self.replicas.is_empty() {
+            let loss = self.stage.loss(&model, batch);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            (self.optim.step(lr, model, grads), loss)
+        } else {
+            self.step_parallel(model, batch, lr)
+        };
         self.ema = ema_update(self.ema.clone(), &model.valid(), self.settings.ema_at(self.steps_done));
         self.model = Some(model);
         self.steps_done += 1;
         loss.inner()
+    }
+
+    fn step_parallel(&mut self, model: S::Model, batch: Batch<B>, lr: f64) -> (S::Model, Tensor<B, 1>) {
+        let b = batch.eps.dims()[0];
+        let parts = self.replicas.len() + 1;
+        let mut grads = MultiGradientsParams::default();
+        let mut total = Tensor::<B, 1>::zeros([1], &self.device);
+        let mut start = 0;
+        for i in 0..parts {
+            let len = (b - start) / (parts - i);
+            if len == 0 {
+                continue;
+            }
+            let (device, stage) = match i {
+                0 => (&self.device, &self.stage),
+                _ => (&self.replicas[i - 1].0, &self.replicas[i - 1].1),
+            };
+            let replica = if i == 0 { model.clone() } else { model.clone().fork(device) };
+            let loss = stage.loss(&replica, batch.shard(start, len, device)) * (len as f64 / b as f64);
+            grads.grads.push((GradientsParams::from_grads(loss.backward(), &replica), device.id()));
+            total = total + loss.detach().to_device(&self.device);
+            start += len;
+        }
+        (self.optim.step_multi(lr, model, grads), total)
     }
 
     /// The loss on the batch of step `k` without training (for held-out curves).

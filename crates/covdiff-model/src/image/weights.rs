@@ -19,7 +19,8 @@ pub struct Bundle<B: Backend> {
     pub covariance_heads: Option<CovarianceHeads<B>>,
 }
 
-const UNET_ROOTS: &str = "conv_in|time_embedding|class_embedding|down_blocks|mid_block|up_blocks|conv_norm_out|conv_out";
+const UNET_ROOTS: &str =
+    "conv_in|time_embedding|class_embedding|down_blocks|mid_block|up_blocks|conv_norm_out|conv_out";
 
 /// Write `bundle` to `path`, with string `metadata` in the safetensors header.
 pub fn save<B: Backend>(bundle: &Bundle<B>, path: &Path, metadata: &HashMap<String, String>) -> Result<(), String> {
@@ -47,7 +48,10 @@ pub fn load<B: Backend>(mut bundle: Bundle<B>, path: &Path) -> Result<Bundle<B>,
     // Group norms are applied through the adapter's alternative names (`weight` -> `gamma`),
     // yet burn-store still lists the torch names as unused: those are not problems.
     let applied_as = |p: &str| {
-        let alt = p.strip_suffix(".weight").map(|s| format!("{s}.gamma")).or(p.strip_suffix(".bias").map(|s| format!("{s}.beta")));
+        let alt = p
+            .strip_suffix(".weight")
+            .map(|s| format!("{s}.gamma"))
+            .or(p.strip_suffix(".bias").map(|s| format!("{s}.beta")));
         alt.is_some_and(|a| result.applied.contains(&a))
     };
     problems.extend(

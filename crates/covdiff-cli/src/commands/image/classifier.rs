@@ -61,7 +61,8 @@ impl BackendJob for Args {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         ensure!(self.steps > 0 && self.batch > 0 && self.lr > 0.0, "--steps, --batch and --lr must be positive");
         let set = load_images(&self.data, self.size, 0)?;
-        let labels = set.labels.clone().with_context(|| format!("{} has no labels to train a classifier on", self.data))?;
+        let labels =
+            set.labels.clone().with_context(|| format!("{} has no labels to train a classifier on", self.data))?;
         let classes = *labels.iter().max().unwrap_or(&0) as usize + 1;
         ensure!(classes >= 2, "a classifier needs at least two classes");
         // The last tenth is held out.
@@ -137,8 +138,11 @@ impl<B: Backend> Features<B> {
             &std::fs::read_to_string(&card_path).with_context(|| format!("reading {}", card_path.display()))?,
         )
         .with_context(|| format!("{} is not a classifier card", card_path.display()))?;
-        let model =
-            card.config.init::<B>(device).load_file(stem.clone(), &recorder(), device).map_err(|e| load_error(&stem, "classifier", e))?;
+        let model = card
+            .config
+            .init::<B>(device)
+            .load_file(stem.clone(), &recorder(), device)
+            .map_err(|e| load_error(&stem, "classifier", e))?;
         Ok(Self { model, card })
     }
 
@@ -148,8 +152,10 @@ impl<B: Backend> Features<B> {
         let mut out = Vec::new();
         for chunk in pixels.chunks(256 * dim) {
             let n = chunk.len() / dim;
-            let x = Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, shape[0], shape[1], shape[2]]), device);
-            let f: Vec<f32> = self.model.features(x).into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let x =
+                Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, shape[0], shape[1], shape[2]]), device);
+            let f: Vec<f32> =
+                self.model.features(x).into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             out.extend(f.into_iter().map(f64::from));
         }
         Ok(out)

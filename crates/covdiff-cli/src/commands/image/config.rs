@@ -93,7 +93,10 @@ impl NoiseConfig {
     pub fn build<B: Backend>(&self, size: usize, device: &B::Device) -> Result<ForwardNoise<B>> {
         Ok(match self.kind.as_str() {
             "white" => ForwardNoise::White,
-            "gff" => ForwardNoise::Gff(GffOperator::sqrt_of(&Gff::new(size, self.gamma).map_err(anyhow::Error::msg)?, device)),
+            "gff" => ForwardNoise::Gff(GffOperator::sqrt_of(
+                &Gff::new(size, self.gamma).map_err(anyhow::Error::msg)?,
+                device,
+            )),
             k => bail!("unknown noise '{k}' (expected white or gff)"),
         })
     }
@@ -148,7 +151,7 @@ impl UNetSpec {
         }
         c.validate().map_err(|e| anyhow::anyhow!("[unet]: {e}"))?;
         ensure!(
-            size % c.size_multiple() == 0,
+            size.is_multiple_of(c.size_multiple()),
             "images of {size} x {size} do not fit this UNet: the size must be a multiple of {}",
             c.size_multiple()
         );
@@ -306,7 +309,8 @@ impl ModelCard {
         let path = Self::path_for(weights);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the model card {} that must sit beside the weights", path.display()))?;
-        let card: Self = serde_json::from_str(&text).with_context(|| format!("{} is not a covdiff model card", path.display()))?;
+        let card: Self =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a covdiff model card", path.display()))?;
         ensure!(card.format == CARD_FORMAT, "{}: unknown card format '{}'", path.display(), card.format);
         Ok(card)
     }

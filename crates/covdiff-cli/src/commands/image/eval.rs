@@ -1,8 +1,8 @@
 //! `covdiff eval`: NLL in bits/dim by the K-step ELBO (exact Cholesky or
 //! stochastic Lanczos log-determinants), and the table over covariances and K.
 
-use super::config::{load_images, ModelCard};
 use super::classifier::Features;
+use super::config::{load_images, ModelCard};
 use super::models::{Column, Dyn, Models, SampleOptions};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
@@ -10,8 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use covdiff_core::data::ImageSet;
 use covdiff_core::likelihood::bits_per_dim;
-use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_core::metrics::{frechet_distance, precision_recall};
+use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::{initial_noise, Elbo, ElboTerms, LogDet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -95,7 +95,8 @@ fn held_out(card: &ModelCard, data: &Option<String>, n: usize) -> Result<ImageSe
     let source = match data {
         Some(s) => s.clone(),
         None if card.data.source == "fashion-mnist" => {
-            let dir = std::env::var("COVDIFF_FASHION_MNIST").unwrap_or_else(|_| covdiff_core::data::FASHION_MNIST_DIR.into());
+            let dir =
+                std::env::var("COVDIFF_FASHION_MNIST").unwrap_or_else(|_| covdiff_core::data::FASHION_MNIST_DIR.into());
             format!("idx:{dir}/t10k-images-idx3-ubyte.gz")
         }
         None => card.data.source.clone(),
@@ -141,7 +142,10 @@ impl EvalData {
         let n = card.channels * card.size * card.size;
         if nll {
             ensure!(card.noise.kind == "white", "NLL is implemented for white forward noise only, not NI-DDPM's GFF");
-            ensure!(method != LogDet::Exact || n <= 4096, "n = {n} is too large for dense Cholesky: use --logdet lanczos");
+            ensure!(
+                method != LogDet::Exact || n <= 4096,
+                "n = {n} is too large for dense Cholesky: use --logdet lanczos"
+            );
         }
         let features = match (&self.classifier, fd) {
             (Some(p), true) => Some(Features::<B>::load(p, device)?),
@@ -149,7 +153,10 @@ impl EvalData {
             _ => None,
         };
         if let Some(f) = &features {
-            ensure!(f.card.size == card.size && f.card.config.channels == card.channels, "the classifier was trained on other image sizes");
+            ensure!(
+                f.card.size == card.size && f.card.config.channels == card.channels,
+                "the classifier was trained on other image sizes"
+            );
             ensure!(self.fd_samples >= 2, "--fd-samples must be at least 2");
         }
         let columns: Vec<Column> = self.covariances.iter().map(|c| models.column(c)).collect::<Result<_>>()?;
@@ -185,8 +192,8 @@ impl EvalData {
                             })?
                             .map_err(anyhow::Error::msg)?;
                         let total = terms.total();
-                        for i in 0..b {
-                            let t = [total[i], terms.prior[i], terms.transitions[i], terms.decoder[i]];
+                        for (i, total) in total.iter().enumerate() {
+                            let t = [*total, terms.prior[i], terms.transitions[i], terms.decoder[i]];
                             for (acc, v) in sums.iter_mut().zip(t) {
                                 *acc += bits_per_dim(v, n);
                             }
@@ -203,7 +210,8 @@ impl EvalData {
                         let b = self.batch.min(self.fd_samples - start);
                         let x_t = initial_noise::<B>(shape_of(b), &models.noise, device);
                         let x = models.sample(column, &self.sampling, k, x_t)?.clamp(-1.0, 1.0);
-                        let px: Vec<f32> = x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        let px: Vec<f32> =
+                            x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
                         fake.extend(f.of(&px, [set.channels, set.size, set.size], device)?);
                         pb.inc(1);
                     }
@@ -219,6 +227,9 @@ impl EvalData {
         Ok(out)
     }
 }
+
+/// A table section: title, whether it is on, and the value it shows.
+type Section = (&'static str, bool, fn(&Cell) -> Option<f64>);
 
 /// One covariance at one K.
 #[derive(Clone, Copy, Debug, Default)]
@@ -270,7 +281,7 @@ impl BackendJob for TableArgs {
         let res = self.eval.evaluate::<B>(&self.ks, nll, fd, &device)?;
         let mut md = String::new();
         let mut json = Vec::new();
-        let sections: [(&str, bool, fn(&Cell) -> Option<f64>); 2] = [
+        let sections: [Section; 2] = [
             ("NLL (bits/dim) by the K-step ELBO", nll, |c| c.nll.map(|v| v[0])),
             ("FD in the classifier's features (lower is better)", fd, |c| c.fd.map(|v| v[0])),
         ];

@@ -41,17 +41,15 @@ pub fn locate(run: &Path) -> Result<(PathBuf, ModelCard)> {
 
 /// Build the model a card describes and load its weights.
 pub fn load_bundle<B: Backend>(weights: &Path, card: &ModelCard, device: &B::Device) -> Result<Bundle<B>> {
-    let bundle = Bundle { unet: card.unet.init::<B>(device), covariance_heads: card.heads.as_ref().map(|h| h.init(device)) };
+    let bundle =
+        Bundle { unet: card.unet.init::<B>(device), covariance_heads: card.heads.as_ref().map(|h| h.init(device)) };
     weights::load(bundle, weights).map_err(anyhow::Error::msg)
 }
 
 impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        ensure!(
-            self.out.extension().is_some_and(|e| e == "safetensors"),
-            "--out must name a .safetensors file"
-        );
+        ensure!(self.out.extension().is_some_and(|e| e == "safetensors"), "--out must name a .safetensors file");
         let (weights, card) = locate(&self.run)?;
         let bundle = load_bundle::<B>(&weights, &card, &device)?;
         write_bundle(&bundle, &card, &self.out)?;

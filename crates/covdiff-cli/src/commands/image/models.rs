@@ -7,13 +7,11 @@ use super::config::ModelCard;
 use super::export::load_bundle;
 use anyhow::{bail, ensure, Result};
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::weights::Bundle;
-use covdiff_model::image::{
-    Ddim, Denoiser, ForwardNoise, LastStep, Sampler, SecondOrder, SkipStepDdpm, StepVariance,
-};
-use burn::tensor::Tensor;
+use covdiff_model::image::{Ddim, Denoiser, ForwardNoise, LastStep, Sampler, SecondOrder, SkipStepDdpm, StepVariance};
 use std::path::PathBuf;
 
 pub struct Models<B: Backend> {
@@ -34,7 +32,8 @@ impl<B: Backend> Models<B> {
             if let Some(first) = cards.first() {
                 let f: &ModelCard = first;
                 ensure!(
-                    (f.channels, f.size, &f.schedule, &f.noise) == (card.channels, card.size, &card.schedule, &card.noise),
+                    (f.channels, f.size, &f.schedule, &f.noise)
+                        == (card.channels, card.size, &card.schedule, &card.noise),
                     "{} differs from {} in image shape, schedule or noise",
                     w.display(),
                     weights[0].display()
@@ -81,7 +80,13 @@ impl<B: Backend> Models<B> {
     }
 
     /// Run the sampler of `column` from `x_t`.
-    pub fn sample(&self, column: Column, opts: &SampleOptions, steps: usize, x_t: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
+    pub fn sample(
+        &self,
+        column: Column,
+        opts: &SampleOptions,
+        steps: usize,
+        x_t: Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>> {
         let trajectory = Trajectory::new(self.table.steps(), steps, opts.spacing).map_err(anyhow::Error::msg)?;
         let ddpm = |variance| SkipStepDdpm {
             table: &self.table,
@@ -122,11 +127,21 @@ impl<B: Backend> Models<B> {
 
 /// A [`Denoiser`] usable behind `dyn` (its one generic-free method).
 pub trait DenoiserRef<B: Backend> {
-    fn predict_ref(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>);
+    fn predict_ref(
+        &self,
+        x: Tensor<B, 4>,
+        t: usize,
+        with_cov: bool,
+    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>);
 }
 
 impl<B: Backend, D: Denoiser<B>> DenoiserRef<B> for D {
-    fn predict_ref(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
+    fn predict_ref(
+        &self,
+        x: Tensor<B, 4>,
+        t: usize,
+        with_cov: bool,
+    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
         self.predict(x, t, with_cov)
     }
 }
@@ -135,7 +150,12 @@ impl<B: Backend, D: Denoiser<B>> DenoiserRef<B> for D {
 pub struct Dyn<'a, B: Backend>(pub &'a dyn DenoiserRef<B>);
 
 impl<B: Backend> Denoiser<B> for Dyn<'_, B> {
-    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
+    fn predict(
+        &self,
+        x: Tensor<B, 4>,
+        t: usize,
+        with_cov: bool,
+    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
         self.0.predict_ref(x, t, with_cov)
     }
     fn has_covariance(&self) -> bool {

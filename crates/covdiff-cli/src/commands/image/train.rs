@@ -10,6 +10,7 @@ use anyhow::{ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
 use burn::record::Recorder;
+use burn::tensor::backend::{DeviceId, DeviceOps};
 use burn::tensor::{backend::Backend, ElementConversion};
 use covdiff_model::image::train::OptimRecord;
 use covdiff_model::image::weights::{self, Bundle};
@@ -54,9 +55,19 @@ pub struct Args {
     /// Checkpoint every this many steps (0: only at the end).
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// Data-parallel over this many devices of the chosen backend (--device cuda or wgpu: indices
+    /// 0..N), with burn's multi-device optimiser step; each step's batch is split between them.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Ignore an existing checkpoint and start over.
     #[arg(long)]
     fresh: bool,
+}
+
+/// Devices `1..n` of the backend of `device` (which is device 0).
+fn other_devices<D: DeviceOps>(device: &D, n: usize) -> Vec<D> {
+    let id = device.id();
+    (1..n).map(|i| D::from_id(DeviceId::new(id.type_id, id.index_id + i as u16))).collect()
 }
 
 impl Args {
@@ -115,6 +126,8 @@ impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let cfg = self.resolve()?;
+        ensure!((1..=64).contains(&self.devices), "--devices must be between 1 and 64");
+        let others = other_devices(&device, self.devices);
         let settings = cfg.train.settings()?;
         let data = Arc::new(cfg.data.load()?);
         let (channels, size) = (data.channels, data.size);
@@ -151,12 +164,18 @@ impl BackendJob for Args {
             metrics: serde_json::Value::Null,
             weights: "model.safetensors".into(),
         };
-        let log = Log { metrics: &mut metrics, checkpoints: &checkpoints, every: cfg.train.checkpoint_every, log_every: cfg.train.log_every.max(1) };
+        let log = Log {
+            metrics: &mut metrics,
+            checkpoints: &checkpoints,
+            every: cfg.train.checkpoint_every,
+            log_every: cfg.train.log_every.max(1),
+        };
         match &cfg.heads {
             None => {
                 B::seed(&device, settings.seed);
                 let init = || unet_cfg.init::<Autodiff<B>>(&device);
-                let trainer = Trainer::new(EpsStage, init(), data, table, noise, settings, &device);
+                let trainer =
+                    Trainer::new(EpsStage, init(), data, table, noise, settings, &device).with_devices(&others);
                 let (trainer, summary) = train_loop(trainer, init, cfg.train.steps, "eps", log, &device)?;
                 card.steps_done = trainer.steps_done();
                 card.metrics = summary;
@@ -176,7 +195,11 @@ impl BackendJob for Args {
                     eps_card.size,
                     eps_card.size
                 );
-                ensure!(eps_card.noise == cfg.noise, "the eps weights were trained with other forward noise ({:?})", eps_card.noise);
+                ensure!(
+                    eps_card.noise == cfg.noise,
+                    "the eps weights were trained with other forward noise ({:?})",
+                    eps_card.noise
+                );
                 let frozen = Bundle { unet: eps_card.unet.init::<B>(&device), covariance_heads: None };
                 let frozen = weights::load(frozen, &h.eps_weights).map_err(anyhow::Error::msg)?.unet;
                 let heads_cfg = h.config(&eps_card.unet, size)?;
@@ -184,7 +207,7 @@ impl BackendJob for Args {
                 B::seed(&device, settings.seed);
                 let init = || heads_cfg.init::<Autodiff<B>>(&device);
                 let stage = HeadStage::<Autodiff<B>> { unet: frozen.clone(), objective };
-                let trainer = Trainer::new(stage, init(), data, table, noise, settings, &device);
+                let trainer = Trainer::new(stage, init(), data, table, noise, settings, &device).with_devices(&others);
                 let name = format!("{}-{}", heads_cfg.kind, objective);
                 let (trainer, summary) = train_loop(trainer, init, cfg.train.steps, &name, log, &device)?;
                 card.unet = eps_card.unet.clone();
@@ -233,8 +256,10 @@ fn train_loop<B: Backend, S: Stage<Autodiff<B>>>(
     device: &B::Device,
 ) -> Result<(Trainer<Autodiff<B>, S>, serde_json::Value)> {
     let read = |dir: &Path, step: usize| -> Result<()> {
-        let model = init().load_file(dir.join("model"), &recorder(), device).map_err(|e| load_error(dir, "model", e))?;
-        let ema = init().valid().load_file(dir.join("ema"), &recorder(), device).map_err(|e| load_error(dir, "EMA", e))?;
+        let model =
+            init().load_file(dir.join("model"), &recorder(), device).map_err(|e| load_error(dir, "model", e))?;
+        let ema =
+            init().valid().load_file(dir.join("ema"), &recorder(), device).map_err(|e| load_error(dir, "EMA", e))?;
         let optim: OptimRecord<Autodiff<B>, S::Model> =
             recorder().load(dir.join("optim"), device).map_err(|e| load_error(dir, "optimiser", e))?;
         trainer.restore(covdiff_model::image::train::Snapshot { model, ema, optim, steps_done: step });
