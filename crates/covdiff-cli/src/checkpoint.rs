@@ -81,6 +81,22 @@ impl Checkpoints {
         Ok(Some(step))
     }
 
+    /// Start or resume a run: with `fresh` drop the checkpoint; open the JSONL metrics at
+    /// `metrics`, appended to when a checkpoint will be resumed, else truncated.
+    pub fn start(&self, fresh: bool, metrics: &Path) -> Result<std::fs::File> {
+        if fresh {
+            self.remove()?;
+        }
+        let resuming = self.exists();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(resuming)
+            .write(true)
+            .truncate(!resuming)
+            .open(metrics)
+            .with_context(|| format!("opening {}", metrics.display()))
+    }
+
     pub fn remove(&self) -> Result<()> {
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;

@@ -18,11 +18,16 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<
     out.extend(b"\x93NUMPY\x01\x00");
     out.extend((header.len() as u16).to_le_bytes());
     out.extend(header.as_bytes());
+    write_with_data(path, out, data)
+}
+
+/// Append `data` as little-endian `f32` to `head` and write the file atomically (temporary + rename).
+fn write_with_data(path: &Path, mut head: Vec<u8>, data: &[f32]) -> std::io::Result<()> {
     for x in data {
-        out.extend(x.to_le_bytes());
+        head.extend(x.to_le_bytes());
     }
-    let tmp = path.with_extension("npy.partial");
-    std::fs::File::create(&tmp)?.write_all(&out)?;
+    let tmp = path.with_extension("partial");
+    std::fs::File::create(&tmp)?.write_all(&head)?;
     std::fs::rename(tmp, path)
 }
 
@@ -82,12 +87,7 @@ pub fn write_safetensors_f32(path: &Path, name: &str, shape: &[usize], data: &[f
     let mut out = Vec::with_capacity(8 + header.len() + 4 * data.len());
     out.extend((header.len() as u64).to_le_bytes());
     out.extend(header.as_bytes());
-    for x in data {
-        out.extend(x.to_le_bytes());
-    }
-    let tmp = path.with_extension("safetensors.partial");
-    std::fs::File::create(&tmp)?.write_all(&out)?;
-    std::fs::rename(tmp, path)
+    write_with_data(path, out, data)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use covdiff_model::covariance::{AnyCovariance, Covariance, Diagonal, KDct};
 use covdiff_model::image::elbo::kl_isotropic_vs_cov;
 use covdiff_model::image::{
     initial_noise, CovarianceHeadsConfig, Denoiser, EpsStage, ForwardNoise, GaussianDenoiser, GffOperator, HeadKind,
-    HeadObjective, HeadStage, LastStep, LogDet, Sampler, Settings, SkipStepDdpm, StepVariance, Trainer,
+    HeadObjective, HeadStage, LastStep, LogDet, Sampler, Settings, SkipStepDdpm, Stage, StepVariance, Trainer,
 };
 use covdiff_model::objectives::npr;
 use covdiff_model::spatial::SpatialBasis;
@@ -222,6 +222,15 @@ fn toy_images(n: usize, d: usize, seed: u64) -> ImageSet {
     ImageSet { channels: 1, size: d, pixels, labels: None }
 }
 
+fn trainer<S: Stage<AD>>(stage: S, model: S::Model, data: &Arc<ImageSet>, settings: &Settings) -> Trainer<AD, S> {
+    Trainer::new(stage, model, data.clone(), table(), ForwardNoise::White, settings.clone(), &Default::default())
+}
+
+/// The small UNet of the training tests, on 8 x 8 images.
+fn small_unet() -> UNetConfig {
+    UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1)
+}
+
 fn loss(t: Tensor<B, 1>) -> f64 {
     values(t)[0]
 }
@@ -231,19 +240,11 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
     let dev = Default::default();
     let d = 8;
     let data = Arc::new(toy_images(64, d, 1));
-    let unet_cfg = UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1);
+    let unet_cfg = small_unet();
     let settings = Settings { batch: 4, warmup: 2, ..Settings::default() };
     let new_eps = || {
         AD::seed(&dev, 0);
-        Trainer::new(
-            EpsStage,
-            unet_cfg.init::<AD>(&dev),
-            data.clone(),
-            table(),
-            ForwardNoise::White,
-            settings.clone(),
-            &dev,
-        )
+        trainer(EpsStage, unet_cfg.init::<AD>(&dev), &data, &settings)
     };
     let mut straight = new_eps();
     let losses: Vec<f64> = (0..4).map(|_| loss(straight.step())).collect();
@@ -265,15 +266,7 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
         let new_heads = || {
             AD::seed(&dev, 1);
             let stage = HeadStage::<AD> { unet: unet.clone(), objective };
-            Trainer::new(
-                stage,
-                heads_cfg.init::<AD>(&dev),
-                data.clone(),
-                table(),
-                ForwardNoise::White,
-                settings.clone(),
-                &dev,
-            )
+            trainer(stage, heads_cfg.init::<AD>(&dev), &data, &settings)
         };
         let mut straight = new_heads();
         let losses: Vec<f64> = (0..3).map(|_| loss(straight.step())).collect();
@@ -293,19 +286,10 @@ fn data_parallel_steps_equal_single_device_steps() {
     let dev = Default::default();
     let d = 8;
     let data = Arc::new(toy_images(32, d, 2));
-    let unet_cfg = UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1);
     let settings = Settings { batch: 6, warmup: 1, ..Settings::default() };
     let run = |parallel: bool| {
         AD::seed(&dev, 3);
-        let t = Trainer::new(
-            EpsStage,
-            unet_cfg.init::<AD>(&dev),
-            data.clone(),
-            table(),
-            ForwardNoise::White,
-            settings.clone(),
-            &dev,
-        );
+        let t = trainer(EpsStage, small_unet().init::<AD>(&dev), &data, &settings);
         let mut t = if parallel { t.with_devices(&[dev]) } else { t };
         (0..3).map(|_| loss(t.step())).collect::<Vec<f64>>()
     };

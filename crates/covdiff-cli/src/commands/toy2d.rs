@@ -314,18 +314,7 @@ impl BackendJob for TrainArgs {
             "batch": self.optim.batch, "lr": self.optim.lr, "seed": self.optim.seed,
         });
         let checkpoints = Checkpoints::new(self.out.with_extension("ckpt"), run);
-        if self.fresh {
-            checkpoints.remove()?;
-        }
-        let resuming = !self.fresh && checkpoints.exists();
-        let metrics_path = self.out.with_extension("jsonl");
-        let mut metrics = std::fs::OpenOptions::new()
-            .create(true)
-            .append(resuming)
-            .write(true)
-            .truncate(!resuming)
-            .open(&metrics_path)
-            .with_context(|| format!("opening {}", metrics_path.display()))?;
+        let mut metrics = checkpoints.start(self.fresh, &self.out.with_extension("jsonl"))?;
         let every = self.checkpoint_every;
         let log = RunLog { metrics: &mut metrics, checkpoints: (every > 0).then_some((&checkpoints, every)) };
         let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device, Some(log))?;

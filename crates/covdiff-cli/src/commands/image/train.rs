@@ -137,18 +137,7 @@ impl BackendJob for Args {
         std::fs::create_dir_all(&self.out).with_context(|| format!("creating {}", self.out.display()))?;
         std::fs::write(self.out.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
         let checkpoints = Checkpoints::new(self.out.join("checkpoint"), run_identity(&cfg));
-        if self.fresh {
-            checkpoints.remove()?;
-        }
-        let resuming = checkpoints.exists();
-        let metrics_path = self.out.join("metrics.jsonl");
-        let mut metrics = std::fs::OpenOptions::new()
-            .create(true)
-            .append(resuming)
-            .write(true)
-            .truncate(!resuming)
-            .open(&metrics_path)
-            .with_context(|| format!("opening {}", metrics_path.display()))?;
+        let mut metrics = checkpoints.start(self.fresh, &self.out.join("metrics.jsonl"))?;
         let mut card = ModelCard {
             format: CARD_FORMAT.into(),
             channels,
