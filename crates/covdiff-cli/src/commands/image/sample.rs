@@ -29,6 +29,9 @@ pub struct Args {
     /// Images per sampler.
     #[arg(long, default_value_t = 16)]
     n: usize,
+    /// Images per sampler call (memory bound); all of a column share one seed stream.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// PNG grid.
@@ -42,22 +45,26 @@ pub struct Args {
 impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        ensure!(self.n > 0 && self.steps > 0, "--n and --steps must be positive");
+        ensure!(self.n > 0 && self.steps > 0 && self.batch > 0, "--n, --steps and --batch must be positive");
         ensure!(self.options.lambda >= 0.0 && self.options.lambda.is_finite(), "--lambda must be >= 0");
         let models = Models::<B>::load(&self.weights, &device)?;
         let names = if self.compare.is_empty() { vec![self.covariance.clone()] } else { self.compare.clone() };
         let columns = names.iter().map(|n| models.column(n)).collect::<Result<Vec<_>>>()?;
         let shape = models.shape(self.n);
-        let pb = bar(columns.len() as u64, "sampling");
+        let chunks = self.n.div_ceil(self.batch);
+        let pb = bar((columns.len() * chunks) as u64, "sampling");
         let mut all = Vec::new();
         for column in columns {
             B::seed(&device, self.seed);
-            let x_t = initial_noise::<B>(shape, &models.noise, &device);
-            let x = models.sample(column, &self.options, self.steps, x_t)?;
-            let v: Vec<f32> = x.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut v: Vec<f32> = Vec::with_capacity(self.n * models.shape(1)[1..].iter().product::<usize>());
+            for start in (0..self.n).step_by(self.batch) {
+                let x_t = initial_noise::<B>(models.shape(self.batch.min(self.n - start)), &models.noise, &device);
+                let x = models.sample(column, &self.options, self.steps, x_t)?;
+                v.extend(x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?);
+                pb.inc(1);
+            }
             ensure!(v.iter().all(|x| x.is_finite()), "sampler {column:?} produced non-finite values");
             all.push(v);
-            pb.inc(1);
         }
         pb.finish_and_clear();
         let [n, c, d, _] = shape;
@@ -69,8 +76,8 @@ impl BackendJob for Args {
             }
         }
         let scale = (128 / d).clamp(1, 8);
-        save_grid(&self.out, &grid, c, d, all.len().max(if all.len() == 1 { 8 } else { 1 }), scale)
-            .with_context(|| format!("writing {}", self.out.display()))?;
+        let cols = if all.len() == 1 { 8 } else { all.len() };
+        save_grid(&self.out, &grid, c, d, cols, scale).with_context(|| format!("writing {}", self.out.display()))?;
         if let Some(raw) = &self.raw {
             let flat: Vec<f32> = all.concat();
             let dims = [all.len(), n, c, d, d];
