@@ -609,3 +609,26 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
         "--eps-weights",
     );
 }
+
+#[test]
+fn the_shipped_weights_load_and_sample() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights");
+    let out = scratch("shipped");
+    let (d, k) = (weights.join("fashion-mnist-diag.safetensors"), weights.join("fashion-mnist-kdct.safetensors"));
+    let o = covdiff(&[
+        "sample",
+        "--weights",
+        d.to_str().unwrap(),
+        "--weights",
+        k.to_str().unwrap(),
+        "--compare",
+        "iso,diag,kdct",
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--out",
+        out.join("s.png").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

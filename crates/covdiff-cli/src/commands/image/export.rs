@@ -17,6 +17,9 @@ pub struct Args {
     /// Where to write the weights; the card goes beside them (.json).
     #[arg(long)]
     out: PathBuf,
+    /// A JSON file of evaluation results (e.g. from `eval table`) to record in the card's metrics.
+    #[arg(long)]
+    eval: Option<PathBuf>,
 }
 
 /// Write weights and their card (`path` with `.json`).
@@ -50,8 +53,17 @@ impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         ensure!(self.out.extension().is_some_and(|e| e == "safetensors"), "--out must name a .safetensors file");
-        let (weights, card) = locate(&self.run)?;
+        let (weights, mut card) = locate(&self.run)?;
         let bundle = load_bundle::<B>(&weights, &card, &device)?;
+        if let Some(p) = &self.eval {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let eval: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+            if !card.metrics.is_object() {
+                card.metrics = serde_json::json!({});
+            }
+            card.metrics["eval"] = eval;
+        }
         write_bundle(&bundle, &card, &self.out)?;
         println!("wrote {} and {}", self.out.display(), ModelCard::path_for(&self.out).display());
         Ok(())
