@@ -19,6 +19,7 @@ use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
 use covdiff_model::covariance::{AnyCovariance, Covariance, Diagonal, KDct};
 use covdiff_model::image::elbo::kl_isotropic_vs_cov;
+use covdiff_model::image::train::materialize;
 use covdiff_model::image::{
     initial_noise, CovarianceHeadsConfig, Denoiser, EpsStage, ForwardNoise, GaussianDenoiser, GffOperator, HeadKind,
     HeadObjective, HeadStage, LastStep, LogDet, Sampler, Settings, SkipStepDdpm, Stage, StepVariance, Trainer,
@@ -242,10 +243,10 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
     let data = Arc::new(toy_images(64, d, 1));
     let unet_cfg = small_unet();
     let settings = Settings { batch: 4, warmup: 2, ..Settings::default() };
-    let new_eps = || {
-        AD::seed(&dev, 0);
-        trainer(EpsStage, unet_cfg.init::<AD>(&dev), &data, &settings)
-    };
+    // One initial model, materialised and cloned: the backend's generator is shared with tests
+    // running in parallel, and a clone of a lazily initialised parameter would draw its own values.
+    let init = materialize(unet_cfg.init::<AD>(&dev));
+    let new_eps = || trainer(EpsStage, init.clone(), &data, &settings);
     let mut straight = new_eps();
     let losses: Vec<f64> = (0..4).map(|_| loss(straight.step())).collect();
     let mut first = new_eps();
@@ -263,10 +264,10 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
         let heads_cfg = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, d)
             .with_hidden(16)
             .with_second_moment(objective == HeadObjective::Sn);
+        let heads_init = materialize(heads_cfg.init::<AD>(&dev));
         let new_heads = || {
-            AD::seed(&dev, 1);
             let stage = HeadStage::<AD> { unet: unet.clone(), objective };
-            trainer(stage, heads_cfg.init::<AD>(&dev), &data, &settings)
+            trainer(stage, heads_init.clone(), &data, &settings)
         };
         let mut straight = new_heads();
         let losses: Vec<f64> = (0..3).map(|_| loss(straight.step())).collect();
@@ -287,9 +288,9 @@ fn data_parallel_steps_equal_single_device_steps() {
     let d = 8;
     let data = Arc::new(toy_images(32, d, 2));
     let settings = Settings { batch: 6, warmup: 1, ..Settings::default() };
+    let init = materialize(small_unet().init::<AD>(&dev));
     let run = |parallel: bool| {
-        AD::seed(&dev, 3);
-        let t = trainer(EpsStage, small_unet().init::<AD>(&dev), &data, &settings);
+        let t = trainer(EpsStage, init.clone(), &data, &settings);
         let mut t = if parallel { t.with_devices(&[dev]) } else { t };
         (0..3).map(|_| loss(t.step())).collect::<Vec<f64>>()
     };
@@ -297,5 +298,36 @@ fn data_parallel_steps_equal_single_device_steps() {
     for (a, b) in one.iter().zip(&two) {
         // Same gradients up to the order of f32 sums.
         assert!((a - b).abs() < 1e-5 * a.abs(), "single {one:?} vs split {two:?}");
+    }
+}
+
+#[test]
+fn every_head_kind_gives_a_symmetric_positive_definite_covariance() {
+    // Random features through freshly initialised heads of each kind (d = 8, C = 3): the dense
+    // matrix is symmetric with eigenvalues at least the floor, and Free/FreeDiag start as K-DCT
+    // (their bases are initialised to F and to all-ones scales).
+    let dev = Default::default();
+    let (c, d, b) = (3, 8, 2);
+    let mid = Tensor::<B, 4>::random([b, 4, 2, 2], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+    let last = Tensor::<B, 4>::random([b, 8, d, d], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+    let n = c * d * d;
+    for kind in [HeadKind::Diagonal, HeadKind::LowRank { rank: 3 }, HeadKind::KDct, HeadKind::Free, HeadKind::FreeDiag]
+    {
+        let heads = CovarianceHeadsConfig::new(kind, c, d, 8, 16).with_hidden(16).init::<B>(&dev);
+        let cov = heads.forward(mid.clone(), last.clone());
+        assert_eq!(cov.shape(), [b, c, d, d], "{kind}");
+        let v = values(cov.to_dense());
+        for i in 0..b {
+            let m = common::matrix(&v, i, n);
+            let asym = (&m - m.transpose()).abs().max();
+            assert!(asym < 1e-5 * m.abs().max(), "{kind}: not symmetric ({asym})");
+            let min = m.symmetric_eigenvalues().min();
+            assert!(min > 0.9e-4, "{kind}: smallest eigenvalue {min} below the floor");
+        }
+        if let AnyCovariance::KDct(k) = &cov {
+            let dct = KDct::new(k.e.clone(), k.l.clone(), k.lam.clone(), SpatialBasis::dct(d, &dev));
+            let err = common::rel_err(&v, &values(dct.to_dense()));
+            assert!(err < 1e-5, "{kind} does not start as K-DCT ({err})");
+        }
     }
 }

@@ -243,6 +243,9 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         settings: Settings,
         device: &B::Device,
     ) -> Self {
+        // burn initialises parameters lazily, and a clone of a lazy parameter draws its own
+        // values: materialise them first, so the EMA starts from the model's own weights.
+        let model = materialize(model);
         Self {
             stage,
             ema: model.valid(),
@@ -372,6 +375,22 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
     pub fn loss_at(&self, k: usize) -> Tensor<B::InnerBackend, 1> {
         self.stage.loss(self.model(), self.batch(k)).inner()
     }
+}
+
+/// Reads every parameter once, which runs burn's lazy initialisers: clones made afterwards
+/// share the values instead of drawing their own.
+struct Touch;
+
+impl<B: Backend> ModuleVisitor<B> for Touch {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// `module` with all its parameters initialised.
+pub fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
+    module.visit(&mut Touch);
+    module
 }
 
 /// Every float parameter, flattened, in visiting order.
