@@ -9,7 +9,6 @@ use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{ensure, Result};
 use burn::backend::Autodiff;
-use burn::module::Module;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
@@ -175,7 +174,6 @@ impl BackendJob for Args {
             let _ = theirs.forward(xa.clone()).sum().backward();
             sync();
         });
-        let _ = ours.num_params();
         r.conv_ms.insert("im2col_forward".into(), fwd_ours);
         r.conv_ms.insert("burn_conv2d_forward".into(), fwd_burn);
         r.conv_ms.insert("im2col_forward_backward".into(), bwd_ours);

@@ -370,11 +370,6 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         }
         (self.optim.step_multi(lr, model, grads), total)
     }
-
-    /// The loss on the batch of step `k` without training (for held-out curves).
-    pub fn loss_at(&self, k: usize) -> Tensor<B::InnerBackend, 1> {
-        self.stage.loss(self.model(), self.batch(k)).inner()
-    }
 }
 
 /// Reads every parameter once, which runs burn's lazy initialisers: clones made afterwards
