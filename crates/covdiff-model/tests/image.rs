@@ -113,9 +113,6 @@ impl<D: Denoiser<B>> Denoiser<B> for DiagonalOf<D> {
         let (eps, cov) = self.0.predict(x, t, with_cov);
         (eps, cov.map(|c| AnyCovariance::Diagonal(Diagonal::new(c.diagonal()))))
     }
-    fn has_covariance(&self) -> bool {
-        true
-    }
 }
 
 fn sample_cov<D: Denoiser<B>>(model: &D, variance: StepVariance, k: usize, n: usize, d: usize) -> DMatrix<f64> {
@@ -330,4 +327,20 @@ fn every_head_kind_gives_a_symmetric_positive_definite_covariance() {
             assert!(err < 1e-5, "{kind} does not start as K-DCT ({err})");
         }
     }
+}
+
+#[test]
+fn ema_update_blends_every_parameter() {
+    // `ema <- rate ema + (1 - rate) model`, parameter by parameter, against the formula on raw values.
+    let dev = Default::default();
+    let a = materialize(burn::nn::LinearConfig::new(5, 3).init::<B>(&dev));
+    let b = materialize(burn::nn::LinearConfig::new(5, 3).init::<B>(&dev));
+    let ema = covdiff_model::image::train::ema_update(a.clone(), &b, 0.3);
+    let (wa, wb, we) = (values(a.weight.val()), values(b.weight.val()), values(ema.weight.val()));
+    let want: Vec<f64> = wa.iter().zip(&wb).map(|(x, y)| 0.3 * x + 0.7 * y).collect();
+    assert!(common::rel_err(&we, &want) < 1e-6);
+    let bias = |m: &burn::nn::Linear<B>| values(m.bias.as_ref().unwrap().val());
+    let want: Vec<f64> = bias(&a).iter().zip(&bias(&b)).map(|(x, y)| 0.3 * x + 0.7 * y).collect();
+    assert!(common::rel_err(&bias(&ema), &want) < 1e-6);
+    assert!(common::rel_err(&we, &wa) > 1e-3, "the two initialisations should differ");
 }

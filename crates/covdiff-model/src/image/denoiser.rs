@@ -13,9 +13,6 @@ use covdiff_core::schedule::ScheduleTable;
 pub trait Denoiser<B: Backend> {
     /// `eps_hat(x_t, t)` and, when `with_cov` and the model has one, `E_t = Cov[eps | x_t]`.
     fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>);
-
-    /// Whether [`Denoiser::predict`] can return `E_t`.
-    fn has_covariance(&self) -> bool;
 }
 
 fn steps<B: Backend>(x: &Tensor<B, 4>, t: usize) -> Tensor<B, 1> {
@@ -26,9 +23,6 @@ impl<B: Backend> Denoiser<B> for UNet<B> {
     fn predict(&self, x: Tensor<B, 4>, t: usize, _: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
         let tt = steps(&x, t);
         (self.forward(x, tt, None), None)
-    }
-    fn has_covariance(&self) -> bool {
-        false
     }
 }
 
@@ -57,9 +51,6 @@ impl<B: Backend> Denoiser<B> for SecondOrder<B> {
         let f = self.unet.forward_features(x, tt, None);
         let cov = with_cov.then(|| Self::covariance(&self.heads, self.heads.forward(f.mid, f.last_up), f.eps.clone()));
         (f.eps, cov)
-    }
-    fn has_covariance(&self) -> bool {
-        true
     }
 }
 
@@ -103,8 +94,5 @@ impl<B: Backend> Denoiser<B> for GaussianDenoiser<B> {
             ))
         });
         (eps, cov)
-    }
-    fn has_covariance(&self) -> bool {
-        true
     }
 }

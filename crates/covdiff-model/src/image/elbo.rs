@@ -143,7 +143,7 @@ impl ElboTerms {
 
 impl Elbo<'_> {
     /// `x0` holds 8-bit images in [-1, 1]; one draw of each `x_t ~ q(x_t | x_0)` (unbiased).
-    pub fn terms<B: Backend, D: Denoiser<B>>(&self, model: &D, x0: Tensor<B, 4>) -> Result<ElboTerms, String> {
+    pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(&self, model: &D, x0: Tensor<B, 4>) -> Result<ElboTerms, String> {
         let shape = x0.dims();
         let [b, ..] = shape;
         let n = (shape[1] * shape[2] * shape[3]) as f64;

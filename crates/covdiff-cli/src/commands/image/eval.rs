@@ -3,7 +3,7 @@
 
 use super::classifier::Features;
 use super::config::{load_images, ModelCard};
-use super::models::{Column, Dyn, Models, SampleOptions};
+use super::models::{Column, Models, SampleOptions};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
@@ -185,12 +185,11 @@ impl EvalData {
                         let b = self.batch.min(nll_images - start);
                         let px = set.pixels[start * n..(start + b) * n].to_vec();
                         let x0 = Tensor::<B, 4>::from_data(TensorData::new(px, shape_of(b)), device);
-                        let terms: ElboTerms = models
-                            .with_denoiser(column, |den, variance| {
-                                Elbo { table: &models.table, trajectory: &trajectory, variance, logdet: method }
-                                    .terms(&Dyn(den), x0)
-                            })?
-                            .map_err(anyhow::Error::msg)?;
+                        let (den, variance) = models.denoiser(column)?;
+                        let terms: ElboTerms =
+                            Elbo { table: &models.table, trajectory: &trajectory, variance, logdet: method }
+                                .terms(den, x0)
+                                .map_err(anyhow::Error::msg)?;
                         let total = terms.total();
                         for (i, total) in total.iter().enumerate() {
                             let t = [*total, terms.prior[i], terms.transitions[i], terms.decoder[i]];

@@ -12,11 +12,15 @@ use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::weights::Bundle;
 use covdiff_model::image::{Ddim, Denoiser, ForwardNoise, LastStep, Sampler, SecondOrder, SkipStepDdpm, StepVariance};
+use covdiff_model::unet::UNet;
 use std::path::PathBuf;
 
 pub struct Models<B: Backend> {
     pub cards: Vec<ModelCard>,
-    pub bundles: Vec<Bundle<B>>,
+    /// The first file's eps-UNet, for the heuristic samplers.
+    unet: UNet<B>,
+    /// Per file: its UNet with its heads, when it has heads.
+    learned: Vec<Option<SecondOrder<B>>>,
     pub table: ScheduleTable,
     pub noise: ForwardNoise<B>,
 }
@@ -26,7 +30,8 @@ impl<B: Backend> Models<B> {
     pub fn load(weights: &[PathBuf], device: &B::Device) -> Result<Self> {
         ensure!(!weights.is_empty(), "pass at least one --weights file");
         let mut cards = Vec::new();
-        let mut bundles = Vec::new();
+        let mut learned = Vec::new();
+        let mut unet = None;
         for w in weights {
             let (path, card) = super::export::locate(w)?;
             if let Some(first) = cards.first() {
@@ -39,12 +44,15 @@ impl<B: Backend> Models<B> {
                     weights[0].display()
                 );
             }
-            bundles.push(load_bundle::<B>(&path, &card, device)?);
+            let Bundle { unet: u, covariance_heads } = load_bundle::<B>(&path, &card, device)?;
+            learned.push(covariance_heads.map(|heads| SecondOrder { unet: u.clone(), heads }));
+            unet.get_or_insert(u);
             cards.push(card);
         }
         let table = cards[0].schedule.table()?;
         let noise = cards[0].noise.build::<B>(cards[0].size, device)?;
-        Ok(Self { cards, bundles, table, noise })
+        let unet = unet.expect("at least one file was loaded");
+        Ok(Self { cards, unet, learned, table, noise })
     }
 
     pub fn shape(&self, n: usize) -> [usize; 4] {
@@ -74,9 +82,8 @@ impl<B: Backend> Models<B> {
         }
     }
 
-    fn second_order(&self, i: usize) -> SecondOrder<B> {
-        let b = &self.bundles[i];
-        SecondOrder { unet: b.unet.clone(), heads: b.covariance_heads.clone().expect("learned columns have heads") }
+    fn second_order(&self, i: usize) -> &SecondOrder<B> {
+        self.learned[i].as_ref().expect("learned columns have heads")
     }
 
     /// Run the sampler of `column` from `x_t`.
@@ -98,7 +105,7 @@ impl<B: Backend> Models<B> {
             noise: self.noise.clone(),
         };
         Ok(match column {
-            Column::Heuristic(v) => ddpm(v).sample(&self.bundles[0].unet, x_t),
+            Column::Heuristic(v) => ddpm(v).sample(&self.unet, x_t),
             Column::Ddim => Ddim {
                 table: &self.table,
                 trajectory: &trajectory,
@@ -106,60 +113,18 @@ impl<B: Backend> Models<B> {
                 clip_x0: opts.clip_x0,
                 noise: self.noise.clone(),
             }
-            .sample(&self.bundles[0].unet, x_t),
-            Column::Learned(i) => ddpm(StepVariance::Learned).sample(&self.second_order(i), x_t),
+            .sample(&self.unet, x_t),
+            Column::Learned(i) => ddpm(StepVariance::Learned).sample(self.second_order(i), x_t),
         })
     }
 
     /// The denoiser and step variance of a column, for the ELBO.
-    pub fn with_denoiser<R>(
-        &self,
-        column: Column,
-        f: impl FnOnce(&dyn DenoiserRef<B>, StepVariance) -> R,
-    ) -> Result<R> {
+    pub fn denoiser(&self, column: Column) -> Result<(&dyn Denoiser<B>, StepVariance)> {
         Ok(match column {
-            Column::Heuristic(v) => f(&self.bundles[0].unet, v),
+            Column::Heuristic(v) => (&self.unet, v),
             Column::Ddim => bail!("DDIM has no likelihood: choose beta, beta-tilde or a learned covariance"),
-            Column::Learned(i) => f(&self.second_order(i), StepVariance::Learned),
+            Column::Learned(i) => (self.second_order(i), StepVariance::Learned),
         })
-    }
-}
-
-/// A [`Denoiser`] usable behind `dyn` (its one generic-free method).
-pub trait DenoiserRef<B: Backend> {
-    fn predict_ref(
-        &self,
-        x: Tensor<B, 4>,
-        t: usize,
-        with_cov: bool,
-    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>);
-}
-
-impl<B: Backend, D: Denoiser<B>> DenoiserRef<B> for D {
-    fn predict_ref(
-        &self,
-        x: Tensor<B, 4>,
-        t: usize,
-        with_cov: bool,
-    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
-        self.predict(x, t, with_cov)
-    }
-}
-
-/// A `dyn DenoiserRef` as a [`Denoiser`].
-pub struct Dyn<'a, B: Backend>(pub &'a dyn DenoiserRef<B>);
-
-impl<B: Backend> Denoiser<B> for Dyn<'_, B> {
-    fn predict(
-        &self,
-        x: Tensor<B, 4>,
-        t: usize,
-        with_cov: bool,
-    ) -> (Tensor<B, 4>, Option<covdiff_model::AnyCovariance<B>>) {
-        self.0.predict_ref(x, t, with_cov)
-    }
-    fn has_covariance(&self) -> bool {
-        true
     }
 }
 

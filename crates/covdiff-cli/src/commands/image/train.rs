@@ -272,7 +272,7 @@ fn train_loop<B: Backend, S: Stage<Autodiff<B>>>(
             let line = serde_json::json!({
                 "step": step + 1,
                 "loss": last,
-                "lr": trainer_lr(&trainer, step),
+                "lr": trainer.settings().lr_at(step),
                 "seconds": seconds,
                 "it_per_s": (step + 1 - first) as f64 / seconds.max(1e-9),
             });
@@ -289,8 +289,4 @@ fn train_loop<B: Backend, S: Stage<Autodiff<B>>>(
     }
     let summary = serde_json::json!({ "final_loss": last, "train_seconds": start.elapsed().as_secs_f64() });
     Ok((trainer, summary))
-}
-
-fn trainer_lr<B: Backend, S: Stage<Autodiff<B>>>(trainer: &Trainer<Autodiff<B>, S>, step: usize) -> f64 {
-    trainer.settings().lr_at(step)
 }
