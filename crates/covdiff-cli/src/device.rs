@@ -7,7 +7,12 @@ use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// The default CPU backend ([`covdiff_model::backends::Cpu`]).
     Cpu,
+    /// burn-ndarray, whatever the default.
+    Ndarray,
+    /// burn-flex, whatever the default.
+    Flex,
     Wgpu,
     Cuda,
 }
@@ -17,9 +22,11 @@ impl FromStr for DeviceKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "cpu" => Ok(Self::Cpu),
+            "ndarray" => Ok(Self::Ndarray),
+            "flex" => Ok(Self::Flex),
             "wgpu" => Ok(Self::Wgpu),
             "cuda" => Ok(Self::Cuda),
-            other => Err(format!("unknown device '{other}' (expected cpu, wgpu or cuda)")),
+            other => Err(format!("unknown device '{other}' (expected cpu, flex, ndarray, wgpu or cuda)")),
         }
     }
 }
@@ -34,19 +41,41 @@ pub trait BackendJob {
 pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
     match kind {
         DeviceKind::Cpu => run_cpu(job),
+        DeviceKind::Ndarray => run_ndarray(job),
+        DeviceKind::Flex => run_flex(job),
         DeviceKind::Wgpu => run_wgpu(job),
         DeviceKind::Cuda => run_cuda(job),
     }
 }
 
-#[cfg(feature = "ndarray")]
+#[cfg(any(feature = "flex", feature = "ndarray"))]
 fn run_cpu<J: BackendJob>(job: J) -> Result<J::Output> {
     job.run::<covdiff_model::backends::Cpu>(Default::default())
 }
 
-#[cfg(not(feature = "ndarray"))]
+#[cfg(not(any(feature = "flex", feature = "ndarray")))]
 fn run_cpu<J: BackendJob>(_: J) -> Result<J::Output> {
-    bail!("this covdiff was built without the cpu backend: rebuild with --features ndarray")
+    bail!("this covdiff was built without a cpu backend: rebuild with --features flex")
+}
+
+#[cfg(feature = "ndarray")]
+fn run_ndarray<J: BackendJob>(job: J) -> Result<J::Output> {
+    job.run::<covdiff_model::backends::NdArray>(Default::default())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn run_ndarray<J: BackendJob>(_: J) -> Result<J::Output> {
+    bail!("this covdiff was built without the ndarray backend: rebuild with --features ndarray")
+}
+
+#[cfg(feature = "flex")]
+fn run_flex<J: BackendJob>(job: J) -> Result<J::Output> {
+    job.run::<covdiff_model::backends::Flex>(Default::default())
+}
+
+#[cfg(not(feature = "flex"))]
+fn run_flex<J: BackendJob>(_: J) -> Result<J::Output> {
+    bail!("this covdiff was built without the flex backend: rebuild with --features flex")
 }
 
 #[cfg(feature = "wgpu")]

@@ -3,6 +3,7 @@
 //! paths of a diffusers `UNet2DModel` checkpoint map onto them.
 
 use super::conv::Conv;
+use super::norm::group_norm;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{silu, softmax};
@@ -72,10 +73,10 @@ impl<B: Backend> ResnetBlock2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = self.conv1.forward(silu(group_norm(&self.norm1, x.clone())));
         let [b, c] = [h.dims()[0], h.dims()[1]];
         let h = h + self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(self.dropout.forward(silu(self.norm2.forward(h))));
+        let h = self.conv2.forward(self.dropout.forward(silu(group_norm(&self.norm2, h))));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -111,7 +112,7 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
         let (heads, hd) = (self.heads, c / self.heads);
-        let tokens = self.group_norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
+        let tokens = group_norm(&self.group_norm, x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
         let split = |t: Tensor<B, 3>| t.reshape([b, h * w, heads, hd]).swap_dims(1, 2);
         let q = split(self.to_q.forward(tokens.clone()));
         let k = split(self.to_k.forward(tokens.clone()));

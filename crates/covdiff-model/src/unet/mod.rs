@@ -9,9 +9,11 @@
 
 mod blocks;
 mod conv;
+mod norm;
 
 pub use blocks::{Attention, DownBlock, MidBlock, ResnetBlock2D, TimestepEmbedding, UpBlock};
 pub use conv::Conv;
+pub use norm::group_norm;
 
 use crate::timestep::sinusoidal;
 use blocks::{BlockSettings, UpChannels};
@@ -200,7 +202,7 @@ impl<B: Backend> UNet<B> {
             x = block.forward(x, temb.clone(), &mut skips);
         }
         let last_up = x.clone();
-        let eps = self.conv_out.forward(silu(self.conv_norm_out.forward(x)));
+        let eps = self.conv_out.forward(silu(group_norm(&self.conv_norm_out, x)));
         UNetOutput { eps, mid, last_up }
     }
 
