@@ -11,7 +11,7 @@ use device::DeviceKind;
 #[derive(Parser)]
 #[command(name = "covdiff", version, about = "Diffusion models with structured (K-DCT) posterior covariance", long_about = None)]
 struct Cli {
-    /// Compute device for tensor work: cpu (ndarray), wgpu (Vulkan/Metal/DX12) or cuda.
+    /// Compute device for tensor work: cpu (the default CPU backend, flex), flex, ndarray, wgpu (Vulkan/Metal/DX12) or cuda.
     #[arg(long, global = true, default_value = "cpu")]
     device: DeviceKind,
     #[command(subcommand)]

@@ -196,7 +196,7 @@ fn mc_check<B: Backend, C: Covariance<B>>(name: &str, op: C, reps: usize) {
     }
 }
 
-#[cfg(feature = "ndarray")]
+#[cfg(any(feature = "flex", feature = "ndarray"))]
 mod cpu {
     use covdiff_model::backends::Cpu;
 

@@ -6,7 +6,7 @@
 //! through burn's autodiff, so any formula error shows up as a gradient error.
 //! f32 throughout: tolerance 1e-3 relative to the largest gradient entry.
 
-#![cfg(feature = "ndarray")]
+#![cfg(any(feature = "flex", feature = "ndarray"))]
 
 mod common;
 

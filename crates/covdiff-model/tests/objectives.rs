@@ -2,7 +2,7 @@
 //! with E built as an n x n matrix (covdiff-core's explicit Kronecker products).
 //! f32 operators against f64 references: 1e-4 relative tolerance.
 
-#![cfg(feature = "ndarray")]
+#![cfg(any(feature = "flex", feature = "ndarray"))]
 
 mod common;
 

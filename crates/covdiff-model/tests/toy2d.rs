@@ -1,7 +1,7 @@
 //! The 2D model: closed forms, the ELBO against exact Gaussian truth, and
 //! training that produces usable samples.
 
-#![cfg(feature = "ndarray")]
+#![cfg(any(feature = "flex", feature = "ndarray"))]
 
 mod common;
 

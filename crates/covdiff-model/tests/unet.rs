@@ -1,6 +1,6 @@
 //! The UNet: shapes, diffusers-style module names, and the DDPM CIFAR-10 size.
 
-#![cfg(feature = "ndarray")]
+#![cfg(any(feature = "flex", feature = "ndarray"))]
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{backend::Backend, Distribution, Int, Tensor};

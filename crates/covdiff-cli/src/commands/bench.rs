@@ -19,6 +19,9 @@ pub enum Command {
     Dct(DctArgs),
     /// On one UNet and batch: sampling-step time per covariance and training-step time per objective.
     Model(super::bench_model::Args),
+    /// covdiff against PyTorch on this machine, in one run: the tiny UNet's sampling and
+    /// training steps, its first convolution, and the K-DCT operators (runs scripts/bench_torch.py).
+    Compare(super::bench_compare::Args),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +65,7 @@ pub fn run(c: Command, device: DeviceKind) -> Result<()> {
             dispatch(device, a)
         }
         Command::Model(a) => dispatch(device, a),
+        Command::Compare(a) => dispatch(device, a),
         Command::Dct(a) => {
             ensure!(
                 !a.sizes.is_empty() && a.sizes.iter().all(|&d| (2..=1024).contains(&d)),
@@ -101,15 +105,56 @@ fn growth(ds: &[usize], ts: &[f64]) -> f64 {
     }
 }
 
-#[derive(Serialize)]
-struct CovRow {
+/// K-DCT against diagonal at one image size `d`: `E v` and a draw of `N(0, E)` (Eq. 13,
+/// Alg. 1), `C` channels, batch `b`, random positive `e`, `lam` and a random `L`.
+pub(crate) fn covariance_row<B: Backend>(
     d: usize,
-    diag_matvec_ms: f64,
-    kdct_matvec_ms: f64,
-    matvec_ratio: f64,
-    diag_sample_ms: f64,
-    kdct_sample_ms: f64,
-    sample_ratio: f64,
+    c: usize,
+    b: usize,
+    reps: usize,
+    device: &B::Device,
+) -> Result<CovRow> {
+    let uniform = Distribution::Uniform(0.1, 1.0);
+    let e = Tensor::<B, 4>::random([b, c, d, d], uniform, device);
+    let l = Tensor::<B, 3>::random([b, c, c], Distribution::Normal(0.0, 0.5), device);
+    let lam = Tensor::<B, 3>::random([b, d, d], uniform, device);
+    let v = Tensor::<B, 4>::random([b, c, d, d], Distribution::Normal(0.0, 1.0), device);
+    let diag = Diagonal::new(e.clone());
+    let kdct = KDct::new(e, l, lam, SpatialBasis::dct(d, device));
+    let time = |f: &dyn Fn() -> Tensor<B, 4>| -> Result<f64> {
+        let mut err = Ok(());
+        let ms = median_ms(reps, || {
+            let _ = f();
+            if let Err(e) = B::sync(device) {
+                err = Err(anyhow::anyhow!("device error: {e:?}"));
+            }
+        });
+        err.map(|_| ms)
+    };
+    let dm = time(&|| diag.matvec(v.clone()))?;
+    let km = time(&|| kdct.matvec(v.clone()))?;
+    let ds = time(&|| diag.sample())?;
+    let ks = time(&|| kdct.sample())?;
+    Ok(CovRow {
+        d,
+        diag_matvec_ms: dm,
+        kdct_matvec_ms: km,
+        matvec_ratio: km / dm,
+        diag_sample_ms: ds,
+        kdct_sample_ms: ks,
+        sample_ratio: ks / ds,
+    })
+}
+
+#[derive(Serialize)]
+pub(crate) struct CovRow {
+    pub d: usize,
+    pub diag_matvec_ms: f64,
+    pub kdct_matvec_ms: f64,
+    pub matvec_ratio: f64,
+    pub diag_sample_ms: f64,
+    pub kdct_sample_ms: f64,
+    pub sample_ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -125,40 +170,10 @@ impl BackendJob for CovArgs {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let (c, b) = (self.channels, self.batch);
-        let uniform = Distribution::Uniform(0.1, 1.0);
-        let sync = || B::sync(&device).map_err(|e| anyhow::anyhow!("device error: {e:?}"));
         let pb = bar(self.sizes.len() as u64, "sizes");
         let mut rows = Vec::new();
         for &d in &self.sizes {
-            let e = Tensor::<B, 4>::random([b, c, d, d], uniform, &device);
-            let l = Tensor::<B, 3>::random([b, c, c], Distribution::Normal(0.0, 0.5), &device);
-            let lam = Tensor::<B, 3>::random([b, d, d], uniform, &device);
-            let v = Tensor::<B, 4>::random([b, c, d, d], Distribution::Normal(0.0, 1.0), &device);
-            let diag = Diagonal::new(e.clone());
-            let kdct = KDct::new(e, l, lam, SpatialBasis::dct(d, &device));
-            let time = |f: &dyn Fn() -> Tensor<B, 4>| -> Result<f64> {
-                let mut err = Ok(());
-                let ms = median_ms(self.reps, || {
-                    let _ = f();
-                    if let Err(e) = sync() {
-                        err = Err(e);
-                    }
-                });
-                err.map(|_| ms)
-            };
-            let dm = time(&|| diag.matvec(v.clone()))?;
-            let km = time(&|| kdct.matvec(v.clone()))?;
-            let ds = time(&|| diag.sample())?;
-            let ks = time(&|| kdct.sample())?;
-            rows.push(CovRow {
-                d,
-                diag_matvec_ms: dm,
-                kdct_matvec_ms: km,
-                matvec_ratio: km / dm,
-                diag_sample_ms: ds,
-                kdct_sample_ms: ks,
-                sample_ratio: ks / ds,
-            });
+            rows.push(covariance_row::<B>(d, c, b, self.reps, &device)?);
             pb.inc(1);
         }
         pb.finish_and_clear();

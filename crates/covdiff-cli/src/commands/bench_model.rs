@@ -19,8 +19,9 @@ use covdiff_model::image::{
     CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, LastStep, Sampler, SecondOrder, Settings,
     SkipStepDdpm, StepVariance, Trainer,
 };
-use covdiff_model::unet::{Conv, UNetConfig};
+use covdiff_model::unet::{Conv, UNet, UNetConfig};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,6 +51,46 @@ struct Report {
     training_step_ms: std::collections::BTreeMap<String, f64>,
     conv_ms: std::collections::BTreeMap<String, f64>,
     ratios: std::collections::BTreeMap<String, f64>,
+}
+
+/// The time of one sampling step (median over `reps` 4-step skip-step runs, the last clipped),
+/// per step covariance: `iso` (beta-tilde), `diag` and `kdct` (heads on `unet`, `btilde I + kappa E`).
+pub(crate) fn sampling_steps<B: Backend>(
+    unet_cfg: &UNetConfig,
+    unet: &UNet<B>,
+    x: Tensor<B, 4>,
+    size: usize,
+    reps: usize,
+    device: &B::Device,
+) -> Result<BTreeMap<String, f64>> {
+    let table = Linear::default().table();
+    let trajectory = Trajectory::new(table.steps(), 4, Spacing::Even).map_err(anyhow::Error::msg)?;
+    let sampler = |variance| SkipStepDdpm {
+        table: &table,
+        trajectory: &trajectory,
+        variance,
+        lambda: 1.0,
+        clip_x0: true,
+        last_step: LastStep::ClipSample { y: 2.0 },
+        noise: ForwardNoise::White,
+    };
+    let per_step = |ms: f64| ms / 4.0;
+    let mut out = BTreeMap::new();
+    let iso = median_ms(reps, || {
+        let _ = sampler(StepVariance::Small).sample(unet, x.clone());
+        let _ = B::sync(device);
+    });
+    out.insert("iso".into(), per_step(iso));
+    for kind in [HeadKind::Diagonal, HeadKind::KDct] {
+        let heads = CovarianceHeadsConfig::for_unet(kind, unet_cfg, size).init::<B>(device);
+        let model = SecondOrder { unet: unet.clone(), heads };
+        let ms = median_ms(reps, || {
+            let _ = sampler(StepVariance::Learned).sample(&model, x.clone());
+            let _ = B::sync(device);
+        });
+        out.insert(kind.name(), per_step(ms));
+    }
+    Ok(out)
 }
 
 impl BackendJob for Args {
@@ -84,34 +125,8 @@ impl BackendJob for Args {
         B::seed(&device, 0);
         let unet = unet_cfg.init::<B>(&device);
         let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        // Sampling: 4 skip steps (the last one clipped), per step.
-        let trajectory = Trajectory::new(table.steps(), 4, Spacing::Even).map_err(anyhow::Error::msg)?;
-        let sampler = |variance| SkipStepDdpm {
-            table: &table,
-            trajectory: &trajectory,
-            variance,
-            lambda: 1.0,
-            clip_x0: true,
-            last_step: LastStep::ClipSample { y: 2.0 },
-            noise: ForwardNoise::White,
-        };
-        let per_step = |ms: f64| ms / 4.0;
-        let iso = median_ms(self.reps, || {
-            let _ = sampler(StepVariance::Small).sample(&unet, x.clone());
-            sync();
-        });
-        r.sampling_step_ms.insert("iso".into(), per_step(iso));
-        pb.inc(1);
-        for kind in [HeadKind::Diagonal, HeadKind::KDct] {
-            let heads = CovarianceHeadsConfig::for_unet(kind, &unet_cfg, self.size).init::<B>(&device);
-            let model = SecondOrder { unet: unet.clone(), heads };
-            let ms = median_ms(self.reps, || {
-                let _ = sampler(StepVariance::Learned).sample(&model, x.clone());
-                sync();
-            });
-            r.sampling_step_ms.insert(kind.name(), per_step(ms));
-            pb.inc(1);
-        }
+        r.sampling_step_ms = sampling_steps(&unet_cfg, &unet, x, self.size, self.reps, &device)?;
+        pb.inc(3);
         // Training: one optimiser step of the heads on the frozen UNet.
         let n = self.channels * self.size * self.size;
         let pixels: Vec<f32> = (0..64 * n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_compare;
 pub mod bench_model;
 pub mod covariance;
 pub mod data;
