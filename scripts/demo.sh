@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 mkdir -p out
-covdiff() { cargo run -q -p covdiff-cli --features wgpu -- "$@"; }
+covdiff() { cargo run -q --release -p covdiff-cli --features wgpu -- "$@"; }
 covdiff covariance fit fashion-mnist --d 16 --out out/fit.json --plot out/fit.png
 covdiff gff --size 64 --gamma 1.0 --n 16 --out out/gff.png
 covdiff train --config configs/fashion-mnist-eps.toml --steps "${DEMO_EPS_STEPS:-400}" --out out/eps

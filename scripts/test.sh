@@ -11,5 +11,5 @@ echo "== clippy -D warnings"
 cargo clippy --workspace --all-targets --features covdiff-cli/wgpu -- -D warnings
 echo "== tests (ndarray and wgpu backends)"
 COVDIFF_REQUIRE_WGPU=1 cargo test --workspace --features covdiff-cli/wgpu
-echo "== covdiff-model for wasm32 + WebGPU"
-cargo check -p covdiff-model --target wasm32-unknown-unknown --no-default-features --features wgpu
+echo "== covdiff-model for wasm32 + WebGPU, with flex as the CPU fallback"
+cargo check -p covdiff-model --target wasm32-unknown-unknown --no-default-features --features wgpu,flex

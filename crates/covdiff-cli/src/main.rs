@@ -49,7 +49,25 @@ enum Command {
     Bench(commands::bench::Command),
 }
 
+/// Keep freed memory for reuse instead of returning it to the system. glibc serves
+/// allocations above 128 KiB to 32 MiB (every image-sized tensor) with fresh `mmap`s,
+/// and each first touch of their pages faults: measured on the tiny UNet's 3x3
+/// convolution (2 cores, a VM), 34 ms with the defaults against 11 ms with this.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Gff(a) => commands::gff::run(a),

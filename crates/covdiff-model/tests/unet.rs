@@ -98,26 +98,90 @@ fn cifar_config_has_the_size_of_ddpm_cifar10() {
     assert!(UNetConfig::new(vec![30], vec![false]).validate().unwrap_err().contains("groups"));
 }
 
-/// Our im2col convolution against burn's own `Conv2d` (the reference), same weights.
+/// Direct convolution in f64 loops: `y[n, o, i, j] = b[o] + sum W[o, c, di, dj] x[n, c, s i + di - p, s j + dj - p]`.
+fn direct_conv(
+    x: &[f32],
+    xs: [usize; 4],
+    w: &[f32],
+    ws: [usize; 4],
+    bias: &[f32],
+    stride: usize,
+    pad: usize,
+) -> Vec<f64> {
+    let [n, c, h, wd] = xs;
+    let [o, _, k, _] = ws;
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let wo = (wd + 2 * pad - k) / stride + 1;
+    let mut y = vec![0.0f64; n * o * ho * wo];
+    for ni in 0..n {
+        for oi in 0..o {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut acc = bias[oi] as f64;
+                    for ci in 0..c {
+                        for di in 0..k {
+                            for dj in 0..k {
+                                let (r, q) = (
+                                    (stride * i + di) as isize - pad as isize,
+                                    (stride * j + dj) as isize - pad as isize,
+                                );
+                                if r < 0 || q < 0 || r >= h as isize || q >= wd as isize {
+                                    continue;
+                                }
+                                let xv = x[((ni * c + ci) * h + r as usize) * wd + q as usize] as f64;
+                                acc += w[((oi * c + ci) * k + di) * k + dj] as f64 * xv;
+                            }
+                        }
+                    }
+                    y[((ni * o + oi) * ho + i) * wo + j] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Both routes of our convolution against a direct loop convolution, forward; and the im2col
+/// route's gradients (what training uses) against those of burn's `conv2d` under autodiff.
 #[test]
-fn im2col_conv_equals_burn_conv2d() {
-    use burn::nn::conv::Conv2dConfig;
-    use burn::nn::PaddingConfig2d;
-    use covdiff_model::unet::Conv;
+fn conv_routes_equal_direct_convolution_and_gradients_match() {
+    use burn::backend::Autodiff;
+    use covdiff_model::unet::{Conv, ConvRoute};
+    type Ad = Autodiff<Cpu>;
     let dev = Default::default();
-    for (k, stride, pad, size) in [(3, 1, 1, 8), (3, 2, 1, 8), (3, 2, 1, 7), (1, 1, 0, 5), (3, 1, 0, 6)] {
-        let reference = Conv2dConfig::new([3, 4], [k, k])
-            .with_stride([stride, stride])
-            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-            .init::<Cpu>(&dev);
-        let bias = reference.bias.as_ref().expect("bias").val();
-        let ours = Conv::from_tensors(reference.weight.val(), bias, stride, pad);
+    for (k, stride, pad, size) in [(3, 1, 1, 8), (3, 2, 1, 8), (3, 2, 1, 7), (1, 1, 0, 5), (3, 1, 0, 6), (3, 1, 1, 5)] {
+        let conv = Conv::<Cpu>::new(3, 4, k, stride, pad, &dev);
         let x = Tensor::<Cpu, 4>::random([2, 3, size, size], Distribution::Normal(0.0, 1.0), &dev);
-        let (a, b) = (ours.forward(x.clone()), reference.forward(x));
-        assert_eq!(a.dims(), b.dims(), "k={k} stride={stride} pad={pad} size={size}");
-        let diff = (a - b).abs().max().into_scalar();
-        // f32 sums of 27 products of O(1) terms.
-        assert!(diff < 1e-5, "k={k} stride={stride} pad={pad} size={size}: {diff}");
+        let xv = x.to_data().to_vec::<f32>().unwrap();
+        let wv = conv.weight.val().to_data().to_vec::<f32>().unwrap();
+        let bv = conv.bias.val().to_data().to_vec::<f32>().unwrap();
+        let expected = direct_conv(&xv, [2, 3, size, size], &wv, [4, 3, k, k], &bv, stride, pad);
+        for route in [ConvRoute::Backend, ConvRoute::Im2col] {
+            let y = conv.forward_by(x.clone(), route);
+            let got = y.to_data().to_vec::<f32>().unwrap();
+            assert_eq!(got.len(), expected.len(), "{route:?} k={k} stride={stride} pad={pad} size={size}");
+            let diff = got.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            // f32 sums of at most 27 products of O(1) terms.
+            assert!(diff < 1e-5, "{route:?} k={k} stride={stride} pad={pad} size={size}: {diff}");
+        }
+        // Gradients of <g, y> for a fixed random g, by each route under autodiff.
+        let g = Tensor::<Ad, 4>::random(conv.forward(x.clone()).dims(), Distribution::Normal(0.0, 1.0), &dev);
+        let grads = |route| {
+            let conv = Conv::<Ad>::from_tensors(
+                Tensor::from_inner(conv.weight.val()).require_grad(),
+                Tensor::from_inner(conv.bias.val()).require_grad(),
+                stride,
+                pad,
+            );
+            let xa = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let gr = (conv.forward_by(xa.clone(), route) * g.clone()).sum().backward();
+            [xa.grad(&gr).unwrap().flatten::<1>(0, 3), conv.weight.val().grad(&gr).unwrap().flatten::<1>(0, 3)]
+        };
+        let (ours, reference) = (grads(ConvRoute::Im2col), grads(ConvRoute::Backend));
+        for (name, (a, b)) in ["x", "weight"].iter().zip(ours.into_iter().zip(reference)) {
+            let diff = (a - b).abs().max().into_scalar();
+            assert!(diff < 1e-4, "d/d{name}, k={k} stride={stride} pad={pad} size={size}: {diff}");
+        }
     }
 }
 

@@ -2,15 +2,13 @@
 //! On one randomly initialised UNet and batch: the time of a sampling step
 //! with each covariance (iso, diag, kdct) and of a training step with each
 //! objective and head, with the ratios kdct/diag; and the UNet's convolution
-//! (ours, im2col) against burn's `Conv2d`, forward and backward.
+//! by each route (the backend's `conv2d`, our im2col), forward and backward.
 
 use super::bench::median_ms;
 use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{ensure, Result};
 use burn::backend::Autodiff;
-use burn::nn::conv::Conv2dConfig;
-use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use covdiff_core::data::ImageSet;
 use covdiff_core::schedule::{Linear, Schedule};
@@ -19,7 +17,7 @@ use covdiff_model::image::{
     CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, LastStep, Sampler, SecondOrder, Settings,
     SkipStepDdpm, StepVariance, Trainer,
 };
-use covdiff_model::unet::{Conv, UNet, UNetConfig};
+use covdiff_model::unet::{Conv, ConvRoute, UNet, UNetConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -161,38 +159,26 @@ impl BackendJob for Args {
             }
             pb.inc(1);
         }
-        // The UNet's first-level convolution, forward and backward.
+        // The UNet's first-level convolution by each route: forward without autodiff, and
+        // forward + backward under it.
         let c0 = unet_cfg.block_out_channels[0];
-        let xa = Tensor::<Autodiff<B>, 4>::random(
-            [self.batch, c0, self.size, self.size],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        )
-        .require_grad();
-        let ours = Conv::<Autodiff<B>>::new(c0, c0, 3, 1, 1, &device);
-        let theirs = Conv2dConfig::new([c0, c0], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init::<Autodiff<B>>(&device);
-        let fwd_ours = median_ms(self.reps, || {
-            let _ = ours.forward(xa.clone());
-            sync();
-        });
-        let fwd_burn = median_ms(self.reps, || {
-            let _ = theirs.forward(xa.clone());
-            sync();
-        });
-        let bwd_ours = median_ms(self.reps, || {
-            let _ = ours.forward(xa.clone()).sum().backward();
-            sync();
-        });
-        let bwd_burn = median_ms(self.reps.min(3), || {
-            let _ = theirs.forward(xa.clone()).sum().backward();
-            sync();
-        });
-        r.conv_ms.insert("im2col_forward".into(), fwd_ours);
-        r.conv_ms.insert("burn_conv2d_forward".into(), fwd_burn);
-        r.conv_ms.insert("im2col_forward_backward".into(), bwd_ours);
-        r.conv_ms.insert("burn_conv2d_forward_backward".into(), bwd_burn);
+        let xc =
+            Tensor::<B, 4>::random([self.batch, c0, self.size, self.size], Distribution::Normal(0.0, 1.0), &device);
+        let xa = Tensor::<Autodiff<B>, 4>::from_inner(xc.clone()).require_grad();
+        let conv = Conv::<B>::new(c0, c0, 3, 1, 1, &device);
+        let conv_ad = Conv::<Autodiff<B>>::new(c0, c0, 3, 1, 1, &device);
+        for (name, route) in [("backend", ConvRoute::Backend), ("im2col", ConvRoute::Im2col)] {
+            let fwd = median_ms(self.reps, || {
+                let _ = conv.forward_by(xc.clone(), route);
+                sync();
+            });
+            let bwd = median_ms(self.reps, || {
+                let _ = conv_ad.forward_by(xa.clone(), route).sum().backward();
+                sync();
+            });
+            r.conv_ms.insert(format!("{name}_forward"), fwd);
+            r.conv_ms.insert(format!("{name}_forward_backward"), bwd);
+        }
         pb.inc(1);
         pb.finish_and_clear();
         let s = &r.sampling_step_ms;
@@ -202,7 +188,10 @@ impl BackendJob for Args {
             let t = &r.training_step_ms;
             r.ratios.insert(format!("training {o} kdct/diag"), t[&format!("{o}/kdct")] / t[&format!("{o}/diag")]);
         }
-        r.ratios.insert("conv backward burn/im2col".into(), bwd_burn / bwd_ours);
+        let c = &r.conv_ms;
+        r.ratios.insert("conv forward backend/im2col".into(), c["backend_forward"] / c["im2col_forward"]);
+        r.ratios
+            .insert("conv fwd+bwd backend/im2col".into(), c["backend_forward_backward"] / c["im2col_forward_backward"]);
         println!("{} UNet on {}, batch {} (median of {} runs, ms)", r.unet, r.backend, r.batch, self.reps);
         println!("sampling step:");
         for (k, v) in &r.sampling_step_ms {

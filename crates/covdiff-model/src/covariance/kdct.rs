@@ -44,8 +44,16 @@ impl<B: Backend> KDct<B> {
         mcc * self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1)
     }
 
+    /// `lam` once per channel, `[B, C, d, d]`: a same-shape product is the fast one on CPU
+    /// backends (burn-flex walks a broadcast over the middle dimension element by element).
     fn lam4(&self) -> Tensor<B, 4> {
-        self.lam.clone().unsqueeze_dim(1)
+        let c = self.e.dims()[1];
+        let lam = self.lam.clone().unsqueeze_dim(1);
+        if c == 1 {
+            lam
+        } else {
+            lam.repeat_dim(1, c)
+        }
     }
 }
 

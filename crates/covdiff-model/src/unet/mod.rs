@@ -12,7 +12,7 @@ mod conv;
 mod norm;
 
 pub use blocks::{Attention, DownBlock, MidBlock, ResnetBlock2D, TimestepEmbedding, UpBlock};
-pub use conv::Conv;
+pub use conv::{Conv, ConvRoute};
 pub use norm::group_norm;
 
 use crate::timestep::sinusoidal;
