@@ -4,8 +4,8 @@
 
 use super::denoiser::Denoiser;
 use super::noise::ForwardNoise;
-use crate::covariance::{AnyCovariance, Covariance};
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use crate::covariance::{standard_normal, AnyCovariance, Covariance};
+use burn::tensor::{backend::Backend, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;
 use covdiff_core::trajectory::Trajectory;
@@ -18,7 +18,7 @@ pub trait Sampler<B: Backend> {
 
 /// `x_T`: `Sigma^1/2 z`, `z ~ N(0, I)`, from the backend's generator.
 pub fn initial_noise<B: Backend>(shape: [usize; 4], noise: &ForwardNoise<B>, device: &B::Device) -> Tensor<B, 4> {
-    noise.sqrt_apply(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device))
+    noise.sqrt_apply(standard_normal(shape, device))
 }
 
 /// The covariance of a skip step from `t` to `s`.
@@ -194,7 +194,7 @@ impl<B: Backend> Sampler<B> for Ddim<'_, B> {
             let c = st.ddim(self.eta);
             x = x0 * c.c_x0 + ceps * c.c_eps;
             if c.sigma > 0.0 {
-                let z = Tensor::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+                let z = standard_normal(x.dims(), &x.device());
                 x = x + self.noise.sqrt_apply(z) * c.sigma;
             }
         }
