@@ -72,7 +72,7 @@ pub trait Covariance<B: Backend>: Clone + Sized {
 /// On the CPU backends (flex, ndarray) the backend's own normal draw costs about 20 ns a
 /// number, more than every other step of a K-DCT sample together (Alg. 1 draws `2n`
 /// numbers). There the numbers come from rand's ChaCha12 generator and Ziggurat sampler
-/// on the host (about 4 ns), seeded by one draw of the backend's generator, so that a
+/// on the host (about 8 ns, `bench covariance`), seeded by one draw of the backend's generator, so that a
 /// seeded run stays reproducible. GPU backends draw on the device.
 pub fn standard_normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
     let name = B::name(device);
