@@ -14,7 +14,7 @@ use covdiff_core::data::ImageSet;
 use covdiff_core::schedule::{Linear, Schedule};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::{
-    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, LastStep, Sampler, SecondOrder, Settings,
+    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, NoiseClip, Sampler, SecondOrder, Settings,
     SkipStepDdpm, StepVariance, Trainer,
 };
 use covdiff_model::unet::{Conv, ConvRoute, UNet, UNetConfig};
@@ -69,7 +69,7 @@ pub(crate) fn sampling_steps<B: Backend>(
         variance,
         lambda: 1.0,
         clip_x0: true,
-        last_step: LastStep::ClipSample { y: 2.0 },
+        clip_noise: NoiseClip::ClipSample { y: 2.0 },
         noise: ForwardNoise::White,
     };
     let per_step = |ms: f64| ms / 4.0;

@@ -55,11 +55,10 @@ impl StepVariance {
     }
 }
 
-/// What the last step (to `s = 0`) does with its noise (K-DCT paper, A.7).
+/// What the penultimate step `t_2 -> t_1` does with its noise (K-DCT paper A.7, Bao et al.):
+/// the step into `t_1`, the last one that adds noise. The final step `t_1 -> 0` returns the mean.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LastStep {
-    /// Return the mean (Ho et al.).
-    Mean,
+pub enum NoiseClip {
     /// Add the step's noise unclipped.
     Noise,
     /// Eq. 41: scale by `S^1/2`, `S = min(1, v / diag(Sigma))`, `v = (y * 2/255 * sqrt(pi/2))^2`
@@ -71,44 +70,46 @@ pub enum LastStep {
     ClipSample { y: f64 },
 }
 
-impl LastStep {
-    fn bound(y: f64) -> f64 {
+impl NoiseClip {
+    /// `sqrt(v) = y * 2/255 * sqrt(pi/2)`: the per-pixel standard deviation bound.
+    pub fn bound(y: f64) -> f64 {
         y * 2.0 / 255.0 * (std::f64::consts::PI / 2.0).sqrt()
     }
 
-    /// The last step's noise from a covariance, or `None` for the mean.
-    pub fn noise<B: Backend>(self, sigma: &AnyCovariance<B>) -> Option<Tensor<B, 4>> {
+    /// The penultimate step's noise drawn from `sigma` under this rule.
+    pub fn noise<B: Backend>(self, sigma: &AnyCovariance<B>) -> Tensor<B, 4> {
         match self {
-            Self::Mean => None,
-            Self::Noise => Some(sigma.sample()),
+            Self::Noise => sigma.sample(),
             Self::ClipScale { y } => {
                 let std = sigma.diagonal().sqrt();
                 let scale = (std.recip() * Self::bound(y)).clamp_max(1.0);
-                Some(sigma.sample() * scale)
+                sigma.sample() * scale
             }
             Self::ClipSample { y } => {
                 let (g, xi) = sigma.sample_parts();
                 let hi = xi.abs() * Self::bound(y);
-                Some(g.max_pair(hi.clone().neg()).min_pair(hi))
+                g.max_pair(hi.clone().neg()).min_pair(hi)
             }
         }
     }
 }
 
-impl FromStr for LastStep {
+impl FromStr for NoiseClip {
     type Err = String;
-    /// `mean`, `noise`, `clip-scale[:y]`, `clip-sample[:y]` (y defaults to 2, Bao et al.'s value).
+    /// `noise`, `clip-scale[:y]`, `clip-sample[:y]` (y defaults to 2, Bao et al.'s value).
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, y) = match s.split_once(':') {
             Some((n, y)) => (n, y.parse::<f64>().map_err(|_| format!("bad clip value in '{s}'"))?),
             None => (s, 2.0),
         };
+        if !(y.is_finite() && y > 0.0) {
+            return Err(format!("the clip value in '{s}' must be positive"));
+        }
         match name {
-            "mean" => Ok(Self::Mean),
             "noise" => Ok(Self::Noise),
             "clip-scale" => Ok(Self::ClipScale { y }),
             "clip-sample" => Ok(Self::ClipSample { y }),
-            _ => Err(format!("unknown last-step rule '{s}' (expected mean, noise, clip-scale[:y], clip-sample[:y])")),
+            _ => Err(format!("unknown noise-clipping rule '{s}' (expected noise, clip-scale[:y], clip-sample[:y])")),
         }
     }
 }
@@ -123,7 +124,8 @@ pub struct SkipStepDdpm<'a, B: Backend> {
     pub lambda: f64,
     /// Clip `x0_hat` to [-1, 1] and use the mean's `x0` form.
     pub clip_x0: bool,
-    pub last_step: LastStep,
+    /// The rule for the penultimate step's noise.
+    pub clip_noise: NoiseClip,
     pub noise: ForwardNoise<B>,
 }
 
@@ -151,6 +153,7 @@ impl<B: Backend> Sampler<B> for SkipStepDdpm<'_, B> {
     fn sample<D: Denoiser<B>>(&self, denoiser: &D, x_t: Tensor<B, 4>) -> Tensor<B, 4> {
         let shape = x_t.dims();
         let device = x_t.device();
+        let t1 = self.trajectory.times().last().copied().unwrap_or(0);
         let mut x = x_t;
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
@@ -159,16 +162,14 @@ impl<B: Backend> Sampler<B> for SkipStepDdpm<'_, B> {
             // MATH.md: mu_s from x0_hat, equal to the eps form without clipping.
             let (c0, cx) = st.mean_from_x0();
             let mean = x0 * c0 + x * cx;
-            if self.lambda == 0.0 || (s == 0 && self.last_step == LastStep::Mean) {
+            // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.).
+            if self.lambda == 0.0 || s == 0 {
                 x = mean;
                 continue;
             }
             let sigma = self.variance.at(&st, cov, shape, &device);
-            let g = if s == 0 { self.last_step.noise(&sigma) } else { Some(sigma.sample()) };
-            x = match g {
-                Some(g) => mean + self.noise.sqrt_apply(g) * self.lambda,
-                None => mean,
-            };
+            let g = if s == t1 { self.clip_noise.noise(&sigma) } else { sigma.sample() };
+            x = mean + self.noise.sqrt_apply(g) * self.lambda;
         }
         x
     }

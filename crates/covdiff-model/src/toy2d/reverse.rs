@@ -106,7 +106,8 @@ pub struct ReverseProcess<'a> {
 }
 
 impl ReverseProcess<'_> {
-    /// Draw `n` samples, noise scaled by `lambda`: `x_s = mu_s + lambda chol(Sigma_s) z`.
+    /// Draw `n` samples, noise scaled by `lambda`: `x_s = mu_s + lambda chol(Sigma_s) z`, with
+    /// `z = 0` at the final step `t_1 -> 0` (the thesis; Ho et al.), which returns the mean.
     /// Uses the backend's generator.
     pub fn sample<B: Backend, M: Denoiser2d<B>>(
         &self,
@@ -121,7 +122,7 @@ impl ReverseProcess<'_> {
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
             let mean = step_mean(&st, x.clone(), model.eps(x.clone(), t, y.clone()));
-            x = if lambda == 0.0 {
+            x = if lambda == 0.0 || s == 0 {
                 mean
             } else {
                 let sigma = self.covariance.at(model, x, &st, y.clone());

@@ -11,7 +11,7 @@ use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::weights::Bundle;
-use covdiff_model::image::{Ddim, Denoiser, ForwardNoise, LastStep, Sampler, SecondOrder, SkipStepDdpm, StepVariance};
+use covdiff_model::image::{Ddim, Denoiser, ForwardNoise, NoiseClip, Sampler, SecondOrder, SkipStepDdpm, StepVariance};
 use covdiff_model::unet::UNet;
 use std::path::PathBuf;
 
@@ -101,7 +101,7 @@ impl<B: Backend> Models<B> {
             variance,
             lambda: opts.lambda,
             clip_x0: opts.clip_x0,
-            last_step: opts.last_step,
+            clip_noise: opts.clip_noise,
             noise: self.noise.clone(),
         };
         Ok(match column {
@@ -149,9 +149,10 @@ pub struct SampleOptions {
     /// Do not clip x0_hat to [-1, 1].
     #[arg(long = "no-clip-x0", action = clap::ArgAction::SetFalse)]
     pub clip_x0: bool,
-    /// The last step: mean, noise, clip-scale[:y] (Eq. 41) or clip-sample[:y] (the paper's K-DCT rule).
-    #[arg(long, default_value = "clip-sample:2", value_parser = parse_last_step)]
-    pub last_step: LastStep,
+    /// The penultimate step's noise (t_2 -> t_1; the final step t_1 -> 0 returns the mean):
+    /// noise (unclipped), clip-scale[:y] (Eq. 41) or clip-sample[:y] (the paper's K-DCT rule).
+    #[arg(long, default_value = "clip-sample:2", value_parser = parse_clip_noise)]
+    pub clip_noise: NoiseClip,
 }
 
 fn parse_spacing(s: &str) -> Result<Spacing, String> {
@@ -162,6 +163,6 @@ fn parse_spacing(s: &str) -> Result<Spacing, String> {
     }
 }
 
-fn parse_last_step(s: &str) -> Result<LastStep, String> {
+fn parse_clip_noise(s: &str) -> Result<NoiseClip, String> {
     s.parse()
 }

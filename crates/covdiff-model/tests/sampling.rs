@@ -1,0 +1,305 @@
+//! The samplers against exact covariances. With Gaussian data and the exact
+//! (linear) denoiser, every sampler here is a linear-Gaussian chain, so the
+//! covariance of its output is found densely by propagating
+//! `S <- A S A^T + Q` through the steps, with coefficients written out here
+//! from MATH.md ("Skip-step posterior"), not taken from the code under test.
+//! The sample covariance of 40k draws must match it, for white noise (DDPM)
+//! and GFF noise (NI-DDPM), for the penultimate-step noise rules, and DDIM.
+
+mod common;
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use common::values;
+use covdiff_core::dense::second_moment;
+use covdiff_core::gaussian::DctGaussian;
+use covdiff_core::gff::Gff;
+use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
+use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_model::backends::Cpu;
+use covdiff_model::covariance::{AnyCovariance, LowRank};
+use covdiff_model::image::{
+    initial_noise, Ddim, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, Sampler, SkipStepDdpm,
+    StepVariance,
+};
+use nalgebra::DMatrix;
+use std::sync::Mutex;
+
+type B = Cpu;
+
+const D: usize = 4;
+const N: usize = D * D;
+const DRAWS: usize = 40_000;
+static SEEDED: Mutex<()> = Mutex::new(());
+/// Monte Carlo error of a 16 x 16 second moment from 40k draws: about 1-2% relative Frobenius
+/// (`sqrt((n + 1) / N)` for a near-identity output).
+const TOL: f64 = 0.035;
+
+/// Gaussian data `x0 ~ N(0, C)` under forward noise `Sigma` (`sh = Sigma^1/2`), both dense.
+#[derive(Clone)]
+struct Truth {
+    c: DMatrix<f64>,
+    sh: DMatrix<f64>,
+}
+
+impl Truth {
+    /// `Cov(x_t) = abar C + bbar Sigma`.
+    fn marginal(&self, abar: f64) -> DMatrix<f64> {
+        &self.c * abar + &self.sh * &self.sh * (1.0 - abar)
+    }
+
+    /// `eps_hat = E[eps | x_t] = sqrt(bbar) Sigma^1/2 Cov(x_t)^-1 x_t`.
+    fn eps_map(&self, abar: f64) -> DMatrix<f64> {
+        let inv = self.marginal(abar).try_inverse().unwrap();
+        &self.sh * inv * (1.0 - abar).sqrt()
+    }
+
+    /// `E_t = Cov[eps | x_t] = I - bbar Sigma^1/2 Cov(x_t)^-1 Sigma^1/2`.
+    fn eps_cov(&self, abar: f64) -> DMatrix<f64> {
+        let inv = self.marginal(abar).try_inverse().unwrap();
+        DMatrix::identity(N, N) - &self.sh * inv * &self.sh * (1.0 - abar)
+    }
+}
+
+/// The exact denoiser of [`Truth`] as dense products; `E_t` as `diag(e) + R R^T` of full rank.
+struct DenseDenoiser {
+    truth: Truth,
+    abar: Vec<f64>,
+}
+
+fn to_tensor<const K: usize>(m: &DMatrix<f64>, shape: [usize; K]) -> Tensor<B, K> {
+    let v: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect(); // row-major
+    Tensor::from_data(TensorData::new(v, shape), &Default::default())
+}
+
+impl Denoiser<B> for DenseDenoiser {
+    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
+        let b = x.dims()[0];
+        let abar = self.abar[t];
+        let map = to_tensor(&self.truth.eps_map(abar).transpose(), [N, N]);
+        let eps = x.reshape([b, N]).matmul(map).reshape([b, 1, D, D]);
+        let cov = with_cov.then(|| {
+            let floor = 1e-6;
+            let eig = self.truth.eps_cov(abar).symmetric_eigen();
+            let scale = eig.eigenvalues.map(|w| (w - floor).max(0.0).sqrt());
+            let r = &eig.eigenvectors * DMatrix::from_diagonal(&scale);
+            let r = to_tensor::<3>(&r, [1, N, N]).expand([b, N, N]);
+            AnyCovariance::LowRank(LowRank::new(Tensor::full([b, 1, D, D], floor, &Default::default()), r))
+        });
+        (eps, cov)
+    }
+}
+
+/// What the reference chain does at each step.
+#[derive(Clone, Copy, Debug)]
+enum Chain {
+    /// Skip-step DDPM; `clip` is the penultimate step's rule: `None` unclipped, `Some(bound)` the
+    /// Eq. 41 scaling to per-pixel standard deviation `bound`, `Some(0)` no noise at all.
+    Ddpm {
+        variance: StepVariance,
+        clip: Option<f64>,
+    },
+    Ddim {
+        eta: f64,
+    },
+}
+
+/// The covariance of the sampler's output, by dense propagation from `x_T ~ N(0, Sigma)`.
+fn propagate(truth: &Truth, table: &ScheduleTable, trajectory: &Trajectory, chain: Chain) -> DMatrix<f64> {
+    let id = DMatrix::<f64>::identity(N, N);
+    let sigma = &truth.sh * &truth.sh;
+    let mut cov = sigma.clone();
+    let t1 = *trajectory.times().last().unwrap();
+    for (t, s) in trajectory.steps() {
+        let (ab_t, ab_s) = (table.abar(t), table.abar(s));
+        let (bb_t, bb_s) = (1.0 - ab_t, 1.0 - ab_s);
+        let a = ab_t / ab_s;
+        let epsm = truth.eps_map(ab_t);
+        // Tweedie: x0_hat = (x_t - sqrt(bbar_t) Sigma^1/2 eps_hat) / sqrt(abar_t).
+        let x0m = (&id - &truth.sh * &epsm * bb_t.sqrt()) / ab_t.sqrt();
+        let btilde = bb_s * (1.0 - a) / bb_t;
+        let (map, noise) = match chain {
+            Chain::Ddpm { variance, clip } => {
+                // mu_s = (sqrt(abar_s)(1 - a) x0_hat + sqrt(a) bbar_s x_t) / bbar_t.
+                let map = &x0m * (ab_s.sqrt() * (1.0 - a) / bb_t) + &id * (a.sqrt() * bb_s / bb_t);
+                let mut w = match variance {
+                    StepVariance::Large => &id * (1.0 - a),
+                    StepVariance::Small => &id * btilde,
+                    StepVariance::Learned => &id * btilde + truth.eps_cov(ab_t) * ((1.0 - a).powi(2) / (a * bb_t)),
+                };
+                if s == 0 {
+                    w.fill(0.0);
+                } else if let (true, Some(bound)) = (s == t1, clip) {
+                    // S^1/2 W S^1/2 with S = min(1, bound^2 / diag W) (Eq. 41).
+                    let scale =
+                        DMatrix::from_fn(N, N, |i, j| if i == j { (bound / w[(i, i)].sqrt()).min(1.0) } else { 0.0 });
+                    w = &scale * w * &scale;
+                }
+                (map, &truth.sh * w * &truth.sh)
+            }
+            Chain::Ddim { eta } => {
+                let sig2 = eta * eta * btilde;
+                let map = &x0m * ab_s.sqrt() + &truth.sh * &epsm * (bb_s - sig2).max(0.0).sqrt();
+                (map, &sigma * sig2)
+            }
+        };
+        cov = &map * cov * map.transpose() + noise;
+    }
+    cov
+}
+
+fn sample(
+    denoiser: &impl Denoiser<B>,
+    noise: &ForwardNoise<B>,
+    trajectory: &Trajectory,
+    chain: Chain,
+    rule: NoiseClip,
+) -> DMatrix<f64> {
+    let dev = Default::default();
+    // The backend's generator is global: tests running side by side must not reseed it mid-chain.
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(&dev, 21);
+    let table = table();
+    let x_t = initial_noise::<B>([DRAWS, 1, D, D], noise, &dev);
+    let out = match chain {
+        Chain::Ddpm { variance, .. } => SkipStepDdpm {
+            table: &table,
+            trajectory,
+            variance,
+            lambda: 1.0,
+            clip_x0: false,
+            clip_noise: rule,
+            noise: noise.clone(),
+        }
+        .sample(denoiser, x_t),
+        Chain::Ddim { eta } => {
+            Ddim { table: &table, trajectory, eta, clip_x0: false, noise: noise.clone() }.sample(denoiser, x_t)
+        }
+    };
+    second_moment(&values(out), N)
+}
+
+fn table() -> ScheduleTable {
+    Linear::default().table()
+}
+
+fn rel_frobenius(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    (a - b).norm() / b.norm()
+}
+
+fn data() -> DctGaussian {
+    DctGaussian::power_law(&[1.0], 1, D, 2.0, 1.0).unwrap()
+}
+
+fn white_truth() -> Truth {
+    Truth { c: data().prior_dense(), sh: DMatrix::identity(N, N) }
+}
+
+/// `Sigma^1/2` of the GFF from its eigenvalues on the DFT frequencies, by the circulant formula
+/// `Sigma[p, q] = (1/n) sum_k lam_k cos(2 pi k.(p - q) / d)`, then a symmetric eigen square root.
+fn gff_sqrt(gff: &Gff) -> DMatrix<f64> {
+    let lam = gff.eigenvalues();
+    let sigma = DMatrix::from_fn(N, N, |p, q| {
+        let (dy, dx) = ((p / D) as f64 - (q / D) as f64, (p % D) as f64 - (q % D) as f64);
+        (0..N)
+            .map(|k| {
+                let (ky, kx) = ((k / D) as f64, (k % D) as f64);
+                lam[k] * (2.0 * std::f64::consts::PI * (ky * dy + kx * dx) / D as f64).cos()
+            })
+            .sum::<f64>()
+            / N as f64
+    });
+    let eig = sigma.symmetric_eigen();
+    &eig.eigenvectors
+        * DMatrix::from_diagonal(&eig.eigenvalues.map(|w| w.max(0.0).sqrt()))
+        * eig.eigenvectors.transpose()
+}
+
+fn check(label: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
+    let err = rel_frobenius(got, want);
+    eprintln!("{label}: relative Frobenius error {err:.4}");
+    assert!(err < TOL, "{label}: sample covariance misses the exact one by {err}");
+}
+
+#[test]
+fn ddpm_samples_match_the_dense_chain_for_every_step_variance() {
+    let dev = Default::default();
+    let truth = white_truth();
+    let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table(), &dev);
+    let tr = Trajectory::new(1000, 5, Spacing::Even).unwrap();
+    for variance in [StepVariance::Small, StepVariance::Large, StepVariance::Learned] {
+        let chain = Chain::Ddpm { variance, clip: None };
+        let want = propagate(&truth, &table(), &tr, chain);
+        check(&format!("{variance:?}"), &sample(&exact, &ForwardNoise::White, &tr, chain, NoiseClip::Noise), &want);
+    }
+    // With the exact covariance the chain is exact down to x_{t_1}; the final step returns the mean,
+    // whose covariance is C - Cov[x0 | x_{t_1}] (law of total covariance).
+    let t1 = *tr.times().last().unwrap();
+    let ab = table().abar(t1);
+    let post =
+        (truth.c.clone().try_inverse().unwrap() + DMatrix::identity(N, N) * (ab / (1.0 - ab))).try_inverse().unwrap();
+    let learned = propagate(&truth, &table(), &tr, Chain::Ddpm { variance: StepVariance::Learned, clip: None });
+    assert!(rel_frobenius(&learned, &(&truth.c - post)) < 1e-3, "the exact chain should reach the data covariance");
+}
+
+#[test]
+fn covariance_clipping_acts_on_the_penultimate_step_and_the_last_step_is_the_mean() {
+    let dev = Default::default();
+    let truth = white_truth();
+    let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table(), &dev);
+    let tr = Trajectory::new(1000, 5, Spacing::Even).unwrap();
+    let learned = |clip| Chain::Ddpm { variance: StepVariance::Learned, clip };
+    // Eq. 41 at y = 2 (a per-pixel bound of 0.025, far below this step's standard deviations).
+    let y = 2.0;
+    let want = propagate(&truth, &table(), &tr, learned(Some(NoiseClip::bound(y))));
+    let unclipped = propagate(&truth, &table(), &tr, learned(None));
+    assert!(rel_frobenius(&want, &unclipped) > 0.1, "the test needs clipping that changes the covariance");
+    check("clip-scale", &sample(&exact, &ForwardNoise::White, &tr, learned(None), NoiseClip::ClipScale { y }), &want);
+    // clip-sample with a tiny bound removes the penultimate noise altogether.
+    let none = propagate(&truth, &table(), &tr, learned(Some(0.0)));
+    let rule = NoiseClip::ClipSample { y: 1e-4 };
+    check("clip-sample, y -> 0", &sample(&exact, &ForwardNoise::White, &tr, learned(None), rule), &none);
+    // A lone step to 0 is the mean E[x0 | x_T] whatever the rule.
+    let one = Trajectory::new(1000, 1, Spacing::Even).unwrap();
+    let mean_only = sample(&exact, &ForwardNoise::White, &one, learned(None), NoiseClip::Noise);
+    let want = propagate(&truth, &table(), &one, learned(None));
+    assert!(want.norm() < 0.01 * truth.c.norm(), "E[x0 | x_T] is close to 0");
+    assert!((&mean_only - &want).norm() < 0.01 * truth.c.norm(), "K = 1 must return the mean");
+}
+
+#[test]
+fn ddim_samples_match_the_dense_chain() {
+    let dev = Default::default();
+    let truth = white_truth();
+    let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table(), &dev);
+    for (k, eta) in [(5, 0.0), (5, 1.0), (20, 0.0)] {
+        let tr = Trajectory::new(1000, k, Spacing::Even).unwrap();
+        let chain = Chain::Ddim { eta };
+        let want = propagate(&truth, &table(), &tr, chain);
+        check(
+            &format!("DDIM K={k} eta={eta}"),
+            &sample(&exact, &ForwardNoise::White, &tr, chain, NoiseClip::Noise),
+            &want,
+        );
+    }
+}
+
+#[test]
+fn ni_ddpm_samples_under_gff_noise_match_the_dense_chain() {
+    let dev = Default::default();
+    let gff = Gff::new(D, 1.0).unwrap();
+    let truth = Truth { c: data().prior_dense(), sh: gff_sqrt(&gff) };
+    let abar: Vec<f64> = (0..=1000).map(|t| table().abar(t)).collect();
+    let exact = DenseDenoiser { truth: truth.clone(), abar };
+    let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
+    let tr = Trajectory::new(1000, 5, Spacing::Even).unwrap();
+    for variance in [StepVariance::Small, StepVariance::Learned] {
+        let chain = Chain::Ddpm { variance, clip: None };
+        let want = propagate(&truth, &table(), &tr, chain);
+        check(&format!("NI-DDPM {variance:?}"), &sample(&exact, &noise, &tr, chain, NoiseClip::Noise), &want);
+    }
+    let chain = Chain::Ddim { eta: 0.0 };
+    check("NI-DDIM", &sample(&exact, &noise, &tr, chain, NoiseClip::Noise), &propagate(&truth, &table(), &tr, chain));
+    // The learned exact covariance reaches the data, white noise or not.
+    let learned = propagate(&truth, &table(), &tr, Chain::Ddpm { variance: StepVariance::Learned, clip: None });
+    assert!(rel_frobenius(&learned, &truth.c) < 0.01, "NI-DDPM with the exact covariance reaches C");
+}
