@@ -114,6 +114,46 @@ fn ocm_mean_over_probes_equals_its_dense_form() {
 }
 
 #[test]
+fn ocm_under_gff_noise_targets_the_whitened_posterior_covariance() {
+    // Gaussian data under GFF forward noise, with the exact (linear) eps-network. In whitened
+    // coordinates E_t = I - sqrt(bbar) J Sigma^1/2 (MATH.md, Tweedie), so OCM must probe the
+    // network along Sigma^1/2 v. The 16 rows of a Sylvester-Hadamard matrix have second moment I
+    // exactly, so the mean over them is the expectation over Rademacher probes.
+    use common::truth::{gff_sqrt, DenseDenoiser, Truth};
+    use covdiff_core::gaussian::DctGaussian;
+    use covdiff_core::gff::Gff;
+    use covdiff_model::image::{train::whitened_jvp, Denoiser, ForwardNoise, GffOperator};
+    let dev = Default::default();
+    let (d, n) = (4, 16);
+    let gff = Gff::new(d, 1.0).unwrap();
+    let data = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let truth = Truth { c: data.prior_dense(), sh: gff_sqrt(&gff) };
+    let abar = 0.4;
+    let exact = DenseDenoiser { truth: truth.clone(), abar: vec![abar], d };
+    let noise = ForwardNoise::Gff(GffOperator::<Cpu>::sqrt_of(&gff, &dev));
+    let signs: Vec<f64> = (0..n)
+        .flat_map(|i: usize| (0..n).map(move |k: usize| if (i & k).count_ones() % 2 == 0 { 1.0 } else { -1.0 }))
+        .collect();
+    let v = tensor::<Cpu, 4>(&signs, [n, 1, d, d], &dev);
+    let x = tensor::<Cpu, 4>(&Rand::new(5).normal(n, 1.0).repeat(n), [n, 1, d, d], &dev);
+    let (_, cov) = exact.predict(x.clone(), 0, true);
+    let cov = cov.unwrap();
+    let jv = whitened_jvp(|x| exact.predict(x, 0, false).0, x, v.clone(), &noise, 1e-2);
+    let bbar: f64 = 1.0 - abar;
+    let mean = values(ocm(&cov, v, jv, bbar)).iter().sum::<f64>() / n as f64;
+    // The dense truth: mean = ||E - M||^2 - ||M||^2 with M = Cov[eps | x_t], here E = M.
+    let m = truth.eps_cov(abar);
+    let e = DMatrix::from_row_slice(n, n, &values(cov.to_dense())[..n * n]);
+    let want = (&e - &m).norm_squared() - m.norm_squared();
+    let tol = 1e-3 * m.norm_squared();
+    assert!((mean - want).abs() < tol, "OCM under GFF: {mean} vs {want}");
+    // Probing along v instead would target I - sqrt(bbar) J, which this test tells apart.
+    let wrong = DMatrix::identity(n, n) - truth.eps_map(abar) * bbar.sqrt();
+    let wrong_want = (&e - &wrong).norm_squared() - wrong.norm_squared();
+    assert!((wrong_want - want).abs() > 20.0 * tol, "the test must separate the two targets");
+}
+
+#[test]
 fn sn_regresses_the_second_moment() {
     let dev = Default::default();
     let m = tensor::<Cpu, 4>(&[1.5, 0.2, 0.9, 2.0], [1, 1, 2, 2], &dev);

@@ -8,7 +8,8 @@
 
 mod common;
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::backend::Backend;
+use common::truth::{gff_sqrt, DenseDenoiser, Truth};
 use common::values;
 use covdiff_core::dense::second_moment;
 use covdiff_core::gaussian::DctGaussian;
@@ -16,7 +17,6 @@ use covdiff_core::gff::Gff;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
-use covdiff_model::covariance::{AnyCovariance, LowRank};
 use covdiff_model::image::{
     initial_noise, Ddim, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, Sampler, SkipStepDdpm,
     StepVariance,
@@ -33,61 +33,6 @@ static SEEDED: Mutex<()> = Mutex::new(());
 /// Monte Carlo error of a 16 x 16 second moment from 40k draws: about 1-2% relative Frobenius
 /// (`sqrt((n + 1) / N)` for a near-identity output).
 const TOL: f64 = 0.035;
-
-/// Gaussian data `x0 ~ N(0, C)` under forward noise `Sigma` (`sh = Sigma^1/2`), both dense.
-#[derive(Clone)]
-struct Truth {
-    c: DMatrix<f64>,
-    sh: DMatrix<f64>,
-}
-
-impl Truth {
-    /// `Cov(x_t) = abar C + bbar Sigma`.
-    fn marginal(&self, abar: f64) -> DMatrix<f64> {
-        &self.c * abar + &self.sh * &self.sh * (1.0 - abar)
-    }
-
-    /// `eps_hat = E[eps | x_t] = sqrt(bbar) Sigma^1/2 Cov(x_t)^-1 x_t`.
-    fn eps_map(&self, abar: f64) -> DMatrix<f64> {
-        let inv = self.marginal(abar).try_inverse().unwrap();
-        &self.sh * inv * (1.0 - abar).sqrt()
-    }
-
-    /// `E_t = Cov[eps | x_t] = I - bbar Sigma^1/2 Cov(x_t)^-1 Sigma^1/2`.
-    fn eps_cov(&self, abar: f64) -> DMatrix<f64> {
-        let inv = self.marginal(abar).try_inverse().unwrap();
-        DMatrix::identity(N, N) - &self.sh * inv * &self.sh * (1.0 - abar)
-    }
-}
-
-/// The exact denoiser of [`Truth`] as dense products; `E_t` as `diag(e) + R R^T` of full rank.
-struct DenseDenoiser {
-    truth: Truth,
-    abar: Vec<f64>,
-}
-
-fn to_tensor<const K: usize>(m: &DMatrix<f64>, shape: [usize; K]) -> Tensor<B, K> {
-    let v: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect(); // row-major
-    Tensor::from_data(TensorData::new(v, shape), &Default::default())
-}
-
-impl Denoiser<B> for DenseDenoiser {
-    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
-        let b = x.dims()[0];
-        let abar = self.abar[t];
-        let map = to_tensor(&self.truth.eps_map(abar).transpose(), [N, N]);
-        let eps = x.reshape([b, N]).matmul(map).reshape([b, 1, D, D]);
-        let cov = with_cov.then(|| {
-            let floor = 1e-6;
-            let eig = self.truth.eps_cov(abar).symmetric_eigen();
-            let scale = eig.eigenvalues.map(|w| (w - floor).max(0.0).sqrt());
-            let r = &eig.eigenvectors * DMatrix::from_diagonal(&scale);
-            let r = to_tensor::<3>(&r, [1, N, N]).expand([b, N, N]);
-            AnyCovariance::LowRank(LowRank::new(Tensor::full([b, 1, D, D], floor, &Default::default()), r))
-        });
-        (eps, cov)
-    }
-}
 
 /// What the reference chain does at each step.
 #[derive(Clone, Copy, Debug)]
@@ -194,26 +139,6 @@ fn white_truth() -> Truth {
     Truth { c: data().prior_dense(), sh: DMatrix::identity(N, N) }
 }
 
-/// `Sigma^1/2` of the GFF from its eigenvalues on the DFT frequencies, by the circulant formula
-/// `Sigma[p, q] = (1/n) sum_k lam_k cos(2 pi k.(p - q) / d)`, then a symmetric eigen square root.
-fn gff_sqrt(gff: &Gff) -> DMatrix<f64> {
-    let lam = gff.eigenvalues();
-    let sigma = DMatrix::from_fn(N, N, |p, q| {
-        let (dy, dx) = ((p / D) as f64 - (q / D) as f64, (p % D) as f64 - (q % D) as f64);
-        (0..N)
-            .map(|k| {
-                let (ky, kx) = ((k / D) as f64, (k % D) as f64);
-                lam[k] * (2.0 * std::f64::consts::PI * (ky * dy + kx * dx) / D as f64).cos()
-            })
-            .sum::<f64>()
-            / N as f64
-    });
-    let eig = sigma.symmetric_eigen();
-    &eig.eigenvectors
-        * DMatrix::from_diagonal(&eig.eigenvalues.map(|w| w.max(0.0).sqrt()))
-        * eig.eigenvectors.transpose()
-}
-
 fn check(label: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
     let err = rel_frobenius(got, want);
     eprintln!("{label}: relative Frobenius error {err:.4}");
@@ -289,7 +214,7 @@ fn ni_ddpm_samples_under_gff_noise_match_the_dense_chain() {
     let gff = Gff::new(D, 1.0).unwrap();
     let truth = Truth { c: data().prior_dense(), sh: gff_sqrt(&gff) };
     let abar: Vec<f64> = (0..=1000).map(|t| table().abar(t)).collect();
-    let exact = DenseDenoiser { truth: truth.clone(), abar };
+    let exact = DenseDenoiser { truth: truth.clone(), abar, d: D };
     let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
     let tr = Trajectory::new(1000, 5, Spacing::Even).unwrap();
     for variance in [StepVariance::Small, StepVariance::Learned] {

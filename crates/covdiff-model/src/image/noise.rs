@@ -4,7 +4,10 @@
 //! so samplers apply `Sigma^1/2` to whatever is noise-like (eps_hat, z, and
 //! structured samples) and nothing else changes.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{
+    backend::{AutodiffBackend, Backend},
+    Tensor, TensorData,
+};
 use covdiff_core::gff::Gff;
 
 #[derive(Clone, Debug)]
@@ -24,6 +27,32 @@ impl<B: Backend> ForwardNoise<B> {
 
     pub fn is_white(&self) -> bool {
         matches!(self, Self::White)
+    }
+
+    /// The same noise on `device`.
+    pub fn to_device(&self, device: &B::Device) -> Self {
+        match self {
+            Self::White => Self::White,
+            Self::Gff(op) => Self::Gff(GffOperator {
+                c: op.c.clone().to_device(device),
+                s: op.s.clone().to_device(device),
+                h: op.h.clone().to_device(device),
+            }),
+        }
+    }
+}
+
+impl<B: AutodiffBackend> ForwardNoise<B> {
+    /// The same noise without autodiff (for frozen networks).
+    pub fn inner(&self) -> ForwardNoise<B::InnerBackend> {
+        match self {
+            Self::White => ForwardNoise::White,
+            Self::Gff(op) => ForwardNoise::Gff(GffOperator {
+                c: op.c.clone().inner(),
+                s: op.s.clone().inner(),
+                h: op.h.clone().inner(),
+            }),
+        }
     }
 }
 

@@ -121,6 +121,8 @@ pub struct Batch<B: Backend> {
     pub sqrt_bbar: Tensor<B, 1>,
     /// A seed for the objectives' own randomness (OCM's probes).
     pub seed: u64,
+    /// The forward noise `Sigma^1/2` that made `x_t`.
+    pub noise: ForwardNoise<B>,
 }
 
 /// What a training stage optimises.
@@ -144,8 +146,23 @@ impl<B: Backend> Batch<B> {
             t: cut1(&self.t),
             sqrt_bbar: cut1(&self.sqrt_bbar),
             seed: self.seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            noise: self.noise.to_device(device),
         }
     }
+}
+
+/// `J Sigma^1/2 v` by central differences along `Sigma^1/2 v`, for OCM (Alg. 3). In the whitened
+/// coordinates of the forward noise, `y = Sigma^-1/2 x_t`, Tweedie gives
+/// `E_t = Cov[eps | x_t] = I - sqrt(bbar) d eps_hat / dy = I - sqrt(bbar) J Sigma^1/2` with
+/// `J = d eps_hat / d x_t`: the probe enters the network through `Sigma^1/2` (white noise: `v`).
+pub fn whitened_jvp<B: Backend>(
+    f: impl Fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    x_t: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    noise: &ForwardNoise<B>,
+    h: f64,
+) -> Tensor<B, 4> {
+    jvp_central_difference(f, x_t, noise.sqrt_apply(v), h)
 }
 
 /// Stage 1: `L_simple = E ||eps - eps_hat(x_t, t)||^2 / n`.
@@ -187,7 +204,8 @@ impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
                 let v: Vec<f32> =
                     (0..shape.iter().product()).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
                 let v = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(v, shape), &x_t.device());
-                let jv = jvp_central_difference(|x| self.unet.forward(x, t.clone(), None), x_t, v.clone(), h);
+                let noise = batch.noise.inner();
+                let jv = whitened_jvp(|x| self.unet.forward(x, t.clone(), None), x_t, v.clone(), &noise, h);
                 // sqrt(bbar) differs per image: fold it into J v.
                 let jv = jv * batch.sqrt_bbar.inner().reshape([shape[0], 1, 1, 1]);
                 ocm(&out, Tensor::from_inner(v), Tensor::from_inner(jv), 1.0)
@@ -326,7 +344,15 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         let eps = Tensor::<B, 4>::from_data(TensorData::new(eps, shape), dev);
         let col = |v: Tensor<B, 1>| v.reshape([b, 1, 1, 1]);
         let x_t = x0.clone() * col(sa) + self.noise.sqrt_apply(eps.clone()) * col(sb.clone());
-        Batch { x0, eps, x_t, t: per_image(&|t| t as f64), sqrt_bbar: sb, seed: rng.random() }
+        Batch {
+            x0,
+            eps,
+            x_t,
+            t: per_image(&|t| t as f64),
+            sqrt_bbar: sb,
+            seed: rng.random(),
+            noise: self.noise.clone(),
+        }
     }
 
     /// One optimiser step; returns the loss, unread.

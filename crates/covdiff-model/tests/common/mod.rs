@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+pub mod truth;
 use nalgebra::{DMatrix, DVector};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
