@@ -17,7 +17,7 @@ use covdiff_core::gff::Gff;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_model::backends::Cpu;
 use covdiff_model::covariance::{AnyCovariance, Covariance, KDct};
-use covdiff_model::image::elbo::kl_isotropic_vs_cov;
+use covdiff_model::image::elbo::{kl_isotropic_vs_cov, lanczos_logdet_trace_inverse, lanczos_quadratic_inverse};
 use covdiff_model::image::train::materialize;
 use covdiff_model::image::{
     CovarianceHeadsConfig, Denoiser, EpsStage, ForwardNoise, GaussianDenoiser, GffOperator, HeadKind, HeadObjective,
@@ -26,7 +26,7 @@ use covdiff_model::image::{
 use covdiff_model::objectives::npr;
 use covdiff_model::spatial::SpatialBasis;
 use covdiff_model::unet::UNetConfig;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DVector};
 use std::sync::Arc;
 
 type B = Cpu;
@@ -156,6 +156,125 @@ fn kl_by_cholesky_and_by_lanczos_match_the_dense_formula() {
             // Hutchinson over 300 Rademacher probes: the traces carry ~1-2% noise at this n.
             assert!((slq[i] - want[i]).abs() < 0.03 * want[i].abs(), "C={c}: Lanczos {} vs {}", slq[i], want[i]);
             eprintln!("C={c}: dense {:.3}, Cholesky {:.3}, Lanczos {:.3}", want[i], exact[i], slq[i]);
+        }
+    }
+}
+
+#[test]
+fn elbo_terms_match_a_dense_evaluation() {
+    // Each term of Eq. 42 for the exact K-DCT model of Gaussian grey 4x4 data, against dense
+    // matrices from MATH.md's formulas, with the same white draws for every x_t.
+    use common::truth::Truth;
+    use covdiff_core::likelihood::discretized_gaussian_nll;
+    use covdiff_core::trajectory::{Spacing, Trajectory};
+    use covdiff_model::image::{Elbo, StepVariance};
+    let dev = Default::default();
+    let (d, n, b) = (4, 16, 3);
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let table = table();
+    let model = GaussianDenoiser::<B>::new(g.spectrum(), d, &table, &dev);
+    let truth = Truth { c: g.prior_dense(), sh: DMatrix::identity(n, n) };
+    let mut r = Rand::new(4);
+    // 8-bit images in [-1, 1].
+    let x0: Vec<f64> =
+        r.normal(b * n, 0.5).iter().map(|x| ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round() / 127.5 - 1.0).collect();
+    let trajectory = Trajectory::new(1000, 4, Spacing::Even).unwrap();
+    let zs: Vec<Vec<f64>> = trajectory.steps().iter().map(|_| r.normal(b * n, 1.0)).collect();
+    for variance in [StepVariance::Learned, StepVariance::Small] {
+        let elbo = Elbo { table: &table, trajectory: &trajectory, variance, logdet: LogDet::Exact };
+        let mut k = 0;
+        let got = elbo
+            .terms_with(&model, tensor::<B, 4>(&x0, [b, 1, d, d], &dev), |shape| {
+                k += 1;
+                tensor::<B, 4>(&zs[k - 1], shape, &dev)
+            })
+            .unwrap();
+        for i in 0..b {
+            let x = DVector::from_column_slice(&x0[i * n..(i + 1) * n]);
+            let id = DMatrix::<f64>::identity(n, n);
+            let ab = table.abar(1000);
+            let prior = gaussian_kl(&(&x * ab.sqrt()).as_slice().to_vec(), &(&id * (1.0 - ab)), &[0.0; 16], &id);
+            let (mut transitions, mut decoder) = (0.0, 0.0);
+            for (j, (t, s)) in trajectory.steps().into_iter().enumerate() {
+                let (ab_t, ab_s) = (table.abar(t), table.abar(s));
+                let (bb_t, bb_s, a) = (1.0 - ab_t, 1.0 - ab_s, ab_t / ab_s);
+                let z = DVector::from_column_slice(&zs[j][i * n..(i + 1) * n]);
+                let xt = &x * ab_t.sqrt() + z * bb_t.sqrt();
+                let eps = truth.eps_map(ab_t) * &xt;
+                let mean_p = (&xt - eps * ((1.0 - a) / bb_t.sqrt())) / a.sqrt();
+                let btilde = bb_s * (1.0 - a) / bb_t;
+                let cov = match variance {
+                    StepVariance::Learned => &id * btilde + truth.eps_cov(ab_t) * ((1.0 - a).powi(2) / (a * bb_t)),
+                    // beta-tilde; at s = 0 the large value 1 - a (Ho et al.).
+                    _ => &id * if s == 0 { 1.0 - a } else { btilde },
+                };
+                if s == 0 {
+                    let std: Vec<f64> = cov.diagonal().iter().map(|v| v.sqrt()).collect();
+                    decoder = discretized_gaussian_nll(x.as_slice(), mean_p.as_slice(), &std);
+                } else {
+                    let mean_q = (&x * (ab_s.sqrt() * (1.0 - a)) + &xt * (a.sqrt() * bb_s)) / bb_t;
+                    transitions += gaussian_kl(mean_q.as_slice(), &(&id * btilde), mean_p.as_slice(), &cov);
+                }
+            }
+            let close = |got: f64, want: f64, what: &str| {
+                // f32 network and K-DCT operator against f64: 1e-3 relative.
+                assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "{variance:?} {what}: {got} vs {want}");
+            };
+            close(got.prior[i], prior, "prior");
+            close(got.transitions[i], transitions, "transitions");
+            close(got.decoder[i], decoder, "decoder");
+        }
+    }
+}
+
+/// `f(S)` of a symmetric positive definite matrix, by its eigen-decomposition.
+fn matrix_function(s: &DMatrix<f64>, f: impl Fn(f64) -> f64) -> DMatrix<f64> {
+    let eig = s.clone().symmetric_eigen();
+    &eig.eigenvectors * DMatrix::from_diagonal(&eig.eigenvalues.map(f)) * eig.eigenvectors.transpose()
+}
+
+#[test]
+fn lanczos_log_determinant_trace_and_quadratic_form_each_match_dense() {
+    let dev = Default::default();
+    B::seed(&dev, 8);
+    for (c, d) in [(1, 4), (3, 4)] {
+        let n = c * d * d;
+        let b = 2;
+        let (cov, e, l, lam) = random_kdct(c, d, b, 31 + c as u64);
+        let sigma = AnyCovariance::KDct(cov.shift_scale(0.02, 0.7));
+        let delta = Rand::new(7).normal(b * n, 0.3);
+        let probes = 200;
+        let steps = n.min(24);
+        let (logdet, trace_inv) = lanczos_logdet_trace_inverse(&sigma, probes, steps);
+        let d2: Vec<f64> = (0..b).map(|i| delta[i * n..(i + 1) * n].iter().map(|x| x * x).sum()).collect();
+        let quad = lanczos_quadratic_inverse(&sigma, tensor::<B, 4>(&delta, [b, c, d, d], &dev), steps, &d2);
+        for i in 0..b {
+            let s = kdct_family(
+                &e[i * n..(i + 1) * n],
+                &l[i * c * c..(i + 1) * c * c],
+                &lam[i * d * d..(i + 1) * d * d],
+                &dct2_matrix(d),
+                c,
+            ) * 0.7
+                + DMatrix::identity(n, n) * 0.02;
+            // Hutchinson with Rademacher probes: Var[xi^T A xi] = 2 (||A||_F^2 - sum_i A_ii^2).
+            let hutchinson_sd =
+                |a: &DMatrix<f64>| (2.0 * (a.norm_squared() - a.diagonal().norm_squared()) / probes as f64).sqrt();
+            let log_s = matrix_function(&s, f64::ln);
+            let inv_s = matrix_function(&s, |x| 1.0 / x);
+            let (want_ld, want_tr) = (log_s.trace(), inv_s.trace());
+            let (tol_ld, tol_tr) =
+                (4.0 * hutchinson_sd(&log_s) + 1e-3 * want_ld.abs(), 4.0 * hutchinson_sd(&inv_s) + 1e-3 * want_tr);
+            eprintln!(
+                "C={c}: logdet {:.3} vs {want_ld:.3} (tol {tol_ld:.3}), tr inv {:.3} vs {want_tr:.3} (tol {tol_tr:.3})",
+                logdet[i], trace_inv[i]
+            );
+            assert!((logdet[i] - want_ld).abs() < tol_ld, "C={c}: logdet {} vs {want_ld}", logdet[i]);
+            assert!((trace_inv[i] - want_tr).abs() < tol_tr, "C={c}: tr inv {} vs {want_tr}", trace_inv[i]);
+            let dv = DVector::from_column_slice(&delta[i * n..(i + 1) * n]);
+            let want_q = (dv.transpose() * &inv_s * &dv)[(0, 0)];
+            // Gauss quadrature from delta: exact once the Krylov space is exhausted; f32 products.
+            assert!((quad[i] - want_q).abs() < 2e-3 * want_q, "C={c}: quadratic {} vs {want_q}", quad[i]);
         }
     }
 }

@@ -96,25 +96,50 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
                 .collect()
         }
         LogDet::Lanczos { probes, steps } => {
-            let shape = sigma.shape();
             let d2 = host(crate::covariance::per_image_sum(delta.clone() * delta.clone()));
-            let quad: Vec<f64> = lanczos(sigma, delta, steps)
-                .iter()
-                .zip(&d2)
-                .map(|((a, b), n2)| lanczos_quadrature(*n2, a, b, |x| 1.0 / x))
-                .collect();
-            let mut logdet = vec![0.0; shape[0]];
-            let mut trace_inv = vec![0.0; shape[0]];
-            for _ in 0..probes.max(1) {
-                let xi = rademacher::<B>(shape, &sigma.device());
-                for (i, (a, b)) in lanczos(sigma, xi, steps).iter().enumerate() {
-                    logdet[i] += lanczos_quadrature(n, a, b, f64::ln) / probes.max(1) as f64;
-                    trace_inv[i] += lanczos_quadrature(n, a, b, |x| 1.0 / x) / probes.max(1) as f64;
-                }
-            }
-            Ok((0..shape[0]).map(|i| 0.5 * (v * trace_inv[i] + quad[i] - n + logdet[i] - n * v.ln())).collect())
+            let quad = lanczos_quadratic_inverse(sigma, delta, steps, &d2);
+            let (logdet, trace_inv) = lanczos_logdet_trace_inverse(sigma, probes, steps);
+            Ok((0..quad.len()).map(|i| 0.5 * (v * trace_inv[i] + quad[i] - n + logdet[i] - n * v.ln())).collect())
         }
     }
+}
+
+/// `delta^T Sigma^-1 delta` per image by Lanczos started at `delta` (`norm_sq = |delta|^2`): exact
+/// after `n` steps in exact arithmetic.
+pub fn lanczos_quadratic_inverse<B: Backend>(
+    sigma: &AnyCovariance<B>,
+    delta: Tensor<B, 4>,
+    steps: usize,
+    norm_sq: &[f64],
+) -> Vec<f64> {
+    lanczos(sigma, delta, steps)
+        .iter()
+        .zip(norm_sq)
+        .map(|((a, b), n2)| lanczos_quadrature(*n2, a, b, |x| 1.0 / x))
+        .collect()
+}
+
+/// `(logdet Sigma, tr Sigma^-1)` per image by stochastic Lanczos quadrature: Hutchinson's
+/// `tr f(Sigma) = E[xi^T f(Sigma) xi]` over `probes` Rademacher probes (the paper's Eq. 43),
+/// each `xi^T f(Sigma) xi` by Gauss quadrature on the Lanczos tridiagonal.
+pub fn lanczos_logdet_trace_inverse<B: Backend>(
+    sigma: &AnyCovariance<B>,
+    probes: usize,
+    steps: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let shape = sigma.shape();
+    let n = sigma.dim() as f64;
+    let probes = probes.max(1);
+    let mut logdet = vec![0.0; shape[0]];
+    let mut trace_inv = vec![0.0; shape[0]];
+    for _ in 0..probes {
+        let xi = rademacher::<B>(shape, &sigma.device());
+        for (i, (a, b)) in lanczos(sigma, xi, steps).iter().enumerate() {
+            logdet[i] += lanczos_quadrature(n, a, b, f64::ln) / probes as f64;
+            trace_inv[i] += lanczos_quadrature(n, a, b, |x| 1.0 / x) / probes as f64;
+        }
+    }
+    (logdet, trace_inv)
 }
 
 /// The negative ELBO of a model with a step covariance rule, over a trajectory.
@@ -144,6 +169,18 @@ impl ElboTerms {
 impl Elbo<'_> {
     /// `x0` holds 8-bit images in [-1, 1]; one draw of each `x_t ~ q(x_t | x_0)` (unbiased).
     pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(&self, model: &D, x0: Tensor<B, 4>) -> Result<ElboTerms, String> {
+        let device = x0.device();
+        self.terms_with(model, x0, |shape| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device))
+    }
+
+    /// [`Elbo::terms`] with the white noise of each step's `x_t` from `draw`, one call per step in
+    /// sampling order.
+    pub fn terms_with<B: Backend, D: Denoiser<B> + ?Sized>(
+        &self,
+        model: &D,
+        x0: Tensor<B, 4>,
+        mut draw: impl FnMut([usize; 4]) -> Tensor<B, 4>,
+    ) -> Result<ElboTerms, String> {
         let shape = x0.dims();
         let [b, ..] = shape;
         let n = (shape[1] * shape[2] * shape[3]) as f64;
@@ -158,7 +195,7 @@ impl Elbo<'_> {
         let learned = self.variance == StepVariance::Learned;
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
-            let z = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let z = draw(shape);
             let xt = x0.clone() * st.abar_t.sqrt() + z * st.bbar_t().sqrt();
             let (eps, cov) = model.predict(xt.clone(), t, learned);
             let (cx, ce) = st.mean_from_eps();
