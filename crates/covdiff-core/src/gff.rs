@@ -141,11 +141,73 @@ mod tests {
     use super::*;
     use rand::{rngs::StdRng, SeedableRng};
 
+    /// The paper's spectrum, written out: `lam_k ~ |k|^(-2 gamma)` over signed DFT frequencies,
+    /// the `k = 0` mode given the weight of `|k| = 1`, scaled to unit mean (unit pixel variance).
+    fn paper_spectrum(d: usize, gamma: f64) -> Vec<f64> {
+        let f = |k: usize| if 2 * k <= d { k as f64 } else { k as f64 - d as f64 };
+        let raw: Vec<f64> = (0..d * d)
+            .map(|p| {
+                let r2 = f(p / d).powi(2) + f(p % d).powi(2);
+                if r2 == 0.0 {
+                    1.0
+                } else {
+                    r2.powf(-gamma)
+                }
+            })
+            .collect();
+        let mean = raw.iter().sum::<f64>() / (d * d) as f64;
+        raw.iter().map(|x| x / mean).collect()
+    }
+
+    /// `Sigma[p, q] = (1/n) sum_k lam_k cos(2 pi k.(p - q) / d)`: a circulant from its spectrum.
+    fn circulant(lam: &[f64], d: usize) -> Vec<f64> {
+        let n = d * d;
+        let mut out = vec![0.0; n * n];
+        for p in 0..n {
+            for q in 0..n {
+                let (dy, dx) = ((p / d) as f64 - (q / d) as f64, (p % d) as f64 - (q % d) as f64);
+                out[p * n + q] = (0..n)
+                    .map(|k| {
+                        let phase = (k / d) as f64 * dy + (k % d) as f64 * dx;
+                        lam[k] * (2.0 * std::f64::consts::PI * phase / d as f64).cos()
+                    })
+                    .sum::<f64>()
+                    / n as f64;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spectrum_follows_the_power_law_with_the_zero_mode_rule() {
+        for (d, gamma) in [(8, 1.0), (7, 1.5), (6, 0.5)] {
+            let gff = Gff::new(d, gamma).unwrap();
+            let want = paper_spectrum(d, gamma);
+            for (k, (got, want)) in gff.eigenvalues().iter().zip(&want).enumerate() {
+                assert!((got - want).abs() < 1e-12 * want, "d={d} gamma={gamma} k={k}: {got} vs {want}");
+            }
+            // The slope on a log-log plot is -2 gamma, and lam_0 equals lam at |k| = 1.
+            let lam = gff.eigenvalues();
+            let slope = (lam[2] / lam[1]).ln() / 2f64.ln();
+            assert!((slope + 2.0 * gamma).abs() < 1e-12, "slope {slope}");
+            assert!((lam[0] - lam[1]).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn gff_covariance_is_the_circulant_of_its_spectrum() {
+        let d = 6;
+        let gff = Gff::new(d, 1.0).unwrap();
+        let want = circulant(&paper_spectrum(d, 1.0), d);
+        let got = gff.dense_covariance();
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+
     #[test]
     fn gff_empirical_covariance_matches_analytic() {
         let (d, n) = (6, 40_000);
         let gff = Gff::new(d, 1.0).unwrap();
-        let sigma = gff.dense_covariance();
+        let sigma = circulant(&paper_spectrum(d, 1.0), d);
         let m = d * d;
         let mut rng = StdRng::seed_from_u64(11);
         let samples: Vec<f64> = (0..n).flat_map(|_| gff.sample(&mut rng)).collect();

@@ -200,12 +200,13 @@ mod tests {
 
     #[test]
     fn btilde_is_posterior_variance_of_one_step() {
-        // For s = t - 1 the skip-step btilde reduces to beta_tilde_t.
+        // q(x_{t-1} | x_t, x_0) by conditioning (x_{t-1}, x_t) given x_0: Var x_{t-1} = bbar_{t-1},
+        // Var x_t = bbar_t, Cov = sqrt(alpha_t) bbar_{t-1}; the Schur complement is beta-tilde.
         let t = Linear::default().table();
         for step in [2, 100, 1000] {
-            let a = t.abar(step) / t.abar(step - 1);
-            let bt = t.bbar(step - 1) * (1.0 - a) / t.bbar(step);
-            assert!((t.btilde(step) - bt).abs() < 1e-15);
+            let cov = (1.0 - t.beta(step)).sqrt() * t.bbar(step - 1);
+            let schur = t.bbar(step - 1) - cov * cov / t.bbar(step);
+            assert!((t.btilde(step) - schur).abs() < 1e-14, "t={step}: {} vs {schur}", t.btilde(step));
         }
         assert_eq!(t.btilde(1), 0.0);
     }

@@ -107,14 +107,6 @@ mod tests {
     }
 
     #[test]
-    fn one_step_reduces_to_ddpm_heuristics() {
-        let table = Linear::default().table();
-        let st = SkipStep::new(&table, 300, 299);
-        assert!((st.large_variance() - table.beta(300)).abs() < 1e-14);
-        assert!((st.small_variance() - table.btilde(300)).abs() < 1e-14);
-    }
-
-    #[test]
     fn skip_to_zero_gives_posterior_of_x0() {
         // s = 0: btilde = 0 and kappa = bbar_t / abar_t, so Sigma = Cov[x0 | x_t].
         let table = Linear::default().table();
@@ -123,13 +115,51 @@ mod tests {
         assert!((st.kappa - table.bbar(400) / table.abar(400)).abs() < 1e-9);
     }
 
+    /// `q(x_s | x_t, x_0)` by conditioning the joint Gaussian of `(x_s, x_t)` given `x_0`:
+    /// `Var x_s = bbar_s`, `Var x_t = bbar_t`, `Cov(x_s, x_t) = sqrt(a) bbar_s`. Returns the
+    /// coefficients of `x_0` and `x_t` in the mean, and the variance (a Schur complement).
+    fn conditioned(table: &ScheduleTable, t: usize, s: usize) -> (f64, f64, f64) {
+        let (ab_t, ab_s) = (table.abar(t), table.abar(s));
+        let (bb_t, bb_s) = (1.0 - ab_t, 1.0 - ab_s);
+        let cov = (ab_t / ab_s).sqrt() * bb_s;
+        let gain = cov / bb_t;
+        (ab_s.sqrt() - gain * ab_t.sqrt(), gain, bb_s - cov * cov / bb_t)
+    }
+
     #[test]
-    fn ddim_eta_one_keeps_marginal_variance() {
-        // With E = I the DDIM variance budget sums to bbar_s.
+    fn posterior_coefficients_match_gaussian_conditioning() {
         let table = Linear::default().table();
-        let st = SkipStep::new(&table, 700, 350);
-        let d = st.ddim(1.0);
-        assert!((d.c_eps.powi(2) + d.sigma.powi(2) - st.bbar_s()).abs() < 1e-12);
-        assert_eq!(st.ddim(0.0).sigma, 0.0);
+        for (t, s) in [(1000, 900), (500, 1), (10, 0), (2, 1), (700, 350)] {
+            let st = SkipStep::new(&table, t, s);
+            let (c0, cx, var) = conditioned(&table, t, s);
+            let (m0, mx) = st.mean_from_x0();
+            assert!((m0 - c0).abs() < 1e-12 && (mx - cx).abs() < 1e-12, "t={t} s={s}: mean");
+            assert!((st.btilde - var).abs() < 1e-12, "t={t} s={s}: btilde {} vs {var}", st.btilde);
+            // Law of total covariance: Cov[x_s | x_t] = btilde I + c0^2 Cov[x0 | x_t], and
+            // Cov[x0 | x_t] = (bbar_t / abar_t) E_t, so kappa = c0^2 bbar_t / abar_t.
+            let kappa = c0 * c0 * st.bbar_t() / st.abar_t;
+            assert!((st.kappa - kappa).abs() < 1e-9 * kappa.max(1.0), "t={t} s={s}: kappa {} vs {kappa}", st.kappa);
+        }
+        // One step: beta-tilde and beta of the schedule.
+        let st = SkipStep::new(&table, 300, 299);
+        assert!((st.small_variance() - conditioned(&table, 300, 299).2).abs() < 1e-15);
+        assert!((st.large_variance() - table.beta(300)).abs() < 1e-14);
+    }
+
+    #[test]
+    fn ddim_with_eta_one_is_the_ddpm_posterior() {
+        // DDIM (Song et al., Eq. 12) with the true eps = (x_t - sqrt(abar_t) x0) / sqrt(bbar_t)
+        // and eta = 1 is q(x_s | x_t, x0): the same mean coefficients and variance.
+        let table = Linear::default().table();
+        for (t, s) in [(700, 350), (1000, 1), (50, 49)] {
+            let st = SkipStep::new(&table, t, s);
+            let (c0, cx, var) = conditioned(&table, t, s);
+            let d = st.ddim(1.0);
+            let on_x0 = d.c_x0 - d.c_eps * st.abar_t.sqrt() / st.bbar_t().sqrt();
+            let on_xt = d.c_eps / st.bbar_t().sqrt();
+            assert!((on_x0 - c0).abs() < 1e-12 && (on_xt - cx).abs() < 1e-12, "t={t} s={s}");
+            assert!((d.sigma * d.sigma - var).abs() < 1e-12, "t={t} s={s}");
+            assert_eq!(st.ddim(0.0).sigma, 0.0);
+        }
     }
 }
