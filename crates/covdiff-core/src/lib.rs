@@ -7,6 +7,7 @@ pub mod data;
 pub mod dct;
 pub mod dense;
 pub mod figure;
+pub mod font;
 pub mod gaussian;
 pub mod gff;
 pub mod likelihood;

@@ -151,11 +151,12 @@ pub struct Cloud {
     pub colour: String,
 }
 
-/// Scatter panels side by side, sharing the square window `[-lim, lim]^2`.
+/// Scatter panels side by side, sharing the square window `[-lim, lim]^2`, with ticks on both
+/// axes (`x1` across, `x2` up) and a legend under each panel.
 pub fn scatter_panels(title: &str, panels: &[(String, Vec<Cloud>)], lim: f64) -> String {
-    let (side, gap, top) = (260.0, 20.0, 50.0);
+    let (side, gap, top) = (260.0, 44.0, 50.0);
     let w = gap + panels.len() as f64 * (side + gap);
-    let h = top + side + 40.0;
+    let h = top + side + 62.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -168,6 +169,21 @@ pub fn scatter_panels(title: &str, panels: &[(String, Vec<Cloud>)], lim: f64) ->
         let _ = writeln!(s, r##"<rect x="{ox}" y="{top}" width="{side}" height="{side}" fill="none" stroke="#999"/>"##);
         let _ =
             writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, ox + side / 2.0, top - 8.0, esc(name));
+        for v in nice_ticks(-lim, lim) {
+            let x = ox + (v + lim) / (2.0 * lim) * side;
+            let y = top + (lim - v) / (2.0 * lim) * side;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x:.1}" y1="{0}" x2="{x:.1}" y2="{1}" stroke="black"/>"#,
+                top + side,
+                top + side + 4.0
+            );
+            let _ = writeln!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, top + side + 16.0, num(v));
+            let _ = writeln!(s, r#"<line x1="{0}" y1="{y:.1}" x2="{ox}" y2="{y:.1}" stroke="black"/>"#, ox - 4.0);
+            let _ = writeln!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, ox - 6.0, y + 4.0, num(v));
+        }
+        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">x1</text>"#, ox + side, top + side + 28.0);
+        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">x2</text>"#, ox - 6.0, top - 8.0);
         for (j, c) in clouds.iter().enumerate() {
             for p in &c.points {
                 if p[0].abs() > lim || p[1].abs() > lim || !p[0].is_finite() || !p[1].is_finite() {
@@ -177,7 +193,7 @@ pub fn scatter_panels(title: &str, panels: &[(String, Vec<Cloud>)], lim: f64) ->
                 let _ =
                     writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="1.2" fill="{}" fill-opacity="0.5"/>"#, c.colour);
             }
-            let ly = top + side + 16.0 + 0.0 * j as f64;
+            let ly = top + side + 44.0;
             let lx = ox + 10.0 + 120.0 * j as f64;
             let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{}"/>"#, ly - 4.0, c.colour);
             let _ = writeln!(s, r#"<text x="{}" y="{ly}">{}</text>"#, lx + 8.0, esc(&c.name));
@@ -214,5 +230,16 @@ mod tests {
         assert_eq!(nice_ticks(1.0, 16.0), vec![5.0, 10.0, 15.0]);
         assert_eq!(nice_ticks(0.0, 2.0), vec![0.0, 0.5, 1.0, 1.5, 2.0]);
         assert_eq!(nice_ticks(10.0, 500.0), vec![200.0, 400.0]);
+    }
+
+    #[test]
+    fn scatter_panels_have_ticks_axis_names_and_a_legend() {
+        let cloud = Cloud { name: "data".into(), points: vec![[0.5, -0.5], [9.0, 0.0]], colour: "red".into() };
+        let s = scatter_panels("t", &[("panel".into(), vec![cloud])], 3.0);
+        for tick in [">-2<", ">0<", ">2<"] {
+            assert_eq!(s.matches(tick).count(), 2, "tick {tick} on both axes");
+        }
+        assert!(s.contains(">x1<") && s.contains(">x2<") && s.contains(">data<") && s.contains(">panel<"));
+        assert_eq!(s.matches(r#"r="1.2""#).count(), 1, "the point outside the window is dropped");
     }
 }

@@ -3,7 +3,7 @@
 use crate::progress::bar;
 use anyhow::{ensure, Context, Result};
 use covdiff_core::data::DataSource;
-use covdiff_core::figure::{save_heatmaps, Panel};
+use covdiff_core::figure::{save_heatmaps, Labels, Panel};
 use covdiff_core::structure::{analyse, figure_views, marginal_covariance};
 use covdiff_core::svg::{LinePlot, Series};
 use std::path::PathBuf;
@@ -62,7 +62,12 @@ pub fn run(c: Command) -> Result<()> {
 
     let views = figure_views(&sigma, set.channels, a.d);
     let model = figure_views(&fit.kdct_dense, set.channels, a.d);
-    save_heatmaps(&a.plot, &[panels(&views), panels(&model)], 240)
+    let labels = Labels::new(
+        format!("{src}: covariance, d = {}, K-DCT error {:.4}", a.d, fit.kdct_error),
+        vec!["vertical midline".into(), "horizontal midline".into(), "channel 0, all pixels".into()],
+    );
+    let row_titles = ["data".to_string(), "K-DCT".to_string()];
+    save_heatmaps(&a.plot, &[panels(&views), panels(&model)], 240, &labels, &row_titles)
         .with_context(|| format!("writing {}", a.plot.display()))?;
 
     let curves = a.curves.unwrap_or_else(|| a.plot.with_extension("svg"));

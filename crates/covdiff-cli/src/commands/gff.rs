@@ -35,7 +35,11 @@ pub fn run(a: Args) -> Result<()> {
     let shown: Vec<f32> = samples.iter().map(|x| x / 3.0).collect();
     let cols = (a.n as f64).sqrt().ceil() as usize;
     let scale = (128 / a.size).max(1);
-    figure::save_grid(&a.out, &shown, 1, a.size, cols, scale)
+    let labels = figure::Labels::new(
+        format!("GFF noise, gamma {}, {}x{} (grey scale: -3 to +3 sd)", a.gamma, a.size, a.size),
+        Vec::new(),
+    );
+    figure::save_grid(&a.out, &shown, 1, a.size, cols, scale, &labels)
         .with_context(|| format!("writing {}", a.out.display()))?;
     println!("wrote {} GFF samples ({}x{}, gamma {}) to {}", a.n, a.size, a.size, a.gamma, a.out.display());
     if let Some(raw) = a.raw {

@@ -6,7 +6,7 @@ use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::Backend;
-use covdiff_core::figure::save_grid;
+use covdiff_core::figure::{save_grid, Labels};
 use covdiff_model::image::initial_noise;
 use std::path::PathBuf;
 
@@ -77,7 +77,17 @@ impl BackendJob for Args {
         }
         let scale = (128 / d).clamp(1, 8);
         let cols = if all.len() == 1 { 8 } else { all.len() };
-        save_grid(&self.out, &grid, c, d, cols, scale).with_context(|| format!("writing {}", self.out.display()))?;
+        let header = |name: &str| format!("{name} K={}", self.steps);
+        let labels = if all.len() == 1 {
+            Labels::new(format!("{}, seed {}", header(&names[0]), self.seed), Vec::new())
+        } else {
+            Labels::new(
+                format!("K = {} steps, seed {}", self.steps, self.seed),
+                names.iter().map(|n| header(n)).collect(),
+            )
+        };
+        save_grid(&self.out, &grid, c, d, cols, scale, &labels)
+            .with_context(|| format!("writing {}", self.out.display()))?;
         if let Some(raw) = &self.raw {
             let flat: Vec<f32> = all.concat();
             let dims = [all.len(), n, c, d, d];
