@@ -132,7 +132,9 @@ fn ocm_under_gff_noise_targets_the_whitened_posterior_covariance() {
     let exact = DenseDenoiser { truth: truth.clone(), abar: vec![abar], d };
     let noise = ForwardNoise::Gff(GffOperator::<Cpu>::sqrt_of(&gff, &dev));
     let signs: Vec<f64> = (0..n)
-        .flat_map(|i: usize| (0..n).map(move |k: usize| if (i & k).count_ones() % 2 == 0 { 1.0 } else { -1.0 }))
+        .flat_map(|i: usize| {
+            (0..n).map(move |k: usize| if (i & k).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 })
+        })
         .collect();
     let v = tensor::<Cpu, 4>(&signs, [n, 1, d, d], &dev);
     let x = tensor::<Cpu, 4>(&Rand::new(5).normal(n, 1.0).repeat(n), [n, 1, d, d], &dev);
