@@ -264,7 +264,7 @@ fn elbo_terms_match_a_dense_evaluation() {
             let x = DVector::from_column_slice(&x0[i * n..(i + 1) * n]);
             let id = DMatrix::<f64>::identity(n, n);
             let ab = table.abar(1000);
-            let prior = gaussian_kl(&(&x * ab.sqrt()).as_slice().to_vec(), &(&id * (1.0 - ab)), &[0.0; 16], &id);
+            let prior = gaussian_kl((&x * ab.sqrt()).as_slice(), &(&id * (1.0 - ab)), &[0.0; 16], &id);
             let (mut transitions, mut decoder) = (0.0, 0.0);
             for (j, (t, s)) in trajectory.steps().into_iter().enumerate() {
                 let (ab_t, ab_s) = (table.abar(t), table.abar(s));
