@@ -8,7 +8,7 @@
 
 mod common;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::{backend::Backend, Tensor};
 use common::truth::{gff_sqrt, DenseDenoiser, Truth};
 use common::values;
 use covdiff_core::dense::second_moment;
@@ -17,9 +17,10 @@ use covdiff_core::gff::Gff;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
+use covdiff_model::covariance::AnyCovariance;
 use covdiff_model::image::{
-    initial_noise, Ddim, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, Sampler, SkipStepDdpm,
-    StepVariance,
+    initial_noise, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, SamplerConfig, SamplerError,
+    SamplerKind, StepVariance,
 };
 use nalgebra::DMatrix;
 use std::sync::Mutex;
@@ -105,21 +106,13 @@ fn sample(
     B::seed(&dev, 21);
     let table = table();
     let x_t = initial_noise::<B>([DRAWS, 1, D, D], noise, &dev);
-    let out = match chain {
-        Chain::Ddpm { variance, .. } => SkipStepDdpm {
-            table: &table,
-            trajectory,
-            variance,
-            lambda: 1.0,
-            clip_x0: false,
-            clip_noise: rule,
-            noise: noise.clone(),
-        }
-        .sample(denoiser, x_t),
-        Chain::Ddim { eta } => {
-            Ddim { table: &table, trajectory, eta, clip_x0: false, noise: noise.clone() }.sample(denoiser, x_t)
-        }
+    let kind = match chain {
+        Chain::Ddpm { variance, .. } => SamplerKind::Ddpm { variance },
+        Chain::Ddim { eta } => SamplerKind::Ddim { eta },
     };
+    let steps = trajectory.times().len();
+    let config = SamplerConfig { kind, steps, spacing: Spacing::Even, lambda: 1.0, clip_x0: false, clip_noise: rule };
+    let out = config.build(&table, noise.clone()).unwrap().run(denoiser, x_t).unwrap();
     second_moment(&values(out), N)
 }
 
@@ -227,4 +220,63 @@ fn ni_ddpm_samples_under_gff_noise_match_the_dense_chain() {
     // The learned exact covariance reaches the data, white noise or not.
     let learned = propagate(&truth, &table(), &tr, Chain::Ddpm { variance: StepVariance::Learned, clip: None });
     assert!(rel_frobenius(&learned, &truth.c) < 0.01, "NI-DDPM with the exact covariance reaches C");
+}
+
+/// The exact eps of the Gaussian truth, without its covariance (like an eps-UNet alone).
+struct EpsOnly(GaussianDenoiser<B>);
+
+impl Denoiser<B> for EpsOnly {
+    fn predict(&self, x: Tensor<B, 4>, t: usize, _: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
+        (self.0.predict(x, t, false).0, None)
+    }
+}
+
+#[test]
+fn a_sampler_is_stepped_by_the_caller_and_its_config_round_trips() {
+    let dev = Default::default();
+    let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table(), &dev);
+    let config = SamplerConfig::ddpm(StepVariance::Learned, 4);
+    // The config is data: JSON and back.
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(json.contains(r#""kind":{"kind":"ddpm","variance":"learned"}"#), "{json}");
+    assert_eq!(serde_json::from_str::<SamplerConfig>(&json).unwrap(), config);
+    let short: SamplerConfig = serde_json::from_str(r#"{"kind": {"kind": "ddim", "eta": 0.5}, "steps": 7}"#).unwrap();
+    assert_eq!(short, SamplerConfig { kind: SamplerKind::Ddim { eta: 0.5 }, ..SamplerConfig::ddim(0.0, 7) });
+    let typo = serde_json::from_str::<SamplerConfig>(r#"{"kind": {"kind": "ddim", "eta": 0.5}, "step": 7}"#);
+    assert!(typo.unwrap_err().to_string().contains("unknown field `step`"));
+
+    // Stepping by hand gives the same sample as run(), with x0_hat at every step.
+    let x_t = || {
+        B::seed(&dev, 3);
+        initial_noise::<B>([8, 1, D, D], &ForwardNoise::White, &dev)
+    };
+    let guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let whole = config.build(&table(), ForwardNoise::White).unwrap().run(&exact, x_t()).unwrap();
+    let mut sampling = config.build(&table(), ForwardNoise::White).unwrap();
+    let mut x = x_t();
+    let mut times = Vec::new();
+    while !sampling.is_finished() {
+        let out = sampling.step(&exact, x).unwrap();
+        assert_eq!(out.x0_hat.dims(), [8, 1, D, D]);
+        times.push((out.t, out.s));
+        x = out.x;
+    }
+    drop(guard);
+    assert_eq!(times, Trajectory::new(1000, 4, Spacing::Even).unwrap().steps());
+    assert_eq!(values(x.clone()), values(whole));
+    assert_eq!(sampling.step(&exact, x).unwrap_err(), SamplerError::Finished(4));
+
+    // A learned variance without a covariance, or a bad setting, is an error, not a panic.
+    let mut sampling = config.build(&table(), ForwardNoise::White).unwrap();
+    let err = sampling.step(&EpsOnly(exact), initial_noise::<B>([2, 1, D, D], &ForwardNoise::White, &dev));
+    assert_eq!(err.unwrap_err(), SamplerError::MissingCovariance);
+    for bad in [
+        SamplerConfig { lambda: -1.0, ..config.clone() },
+        SamplerConfig { steps: 0, ..config.clone() },
+        SamplerConfig { steps: 1001, ..config.clone() },
+        SamplerConfig { clip_noise: NoiseClip::ClipSample { y: f64::NAN }, ..config.clone() },
+        SamplerConfig::ddim(-0.5, 10),
+    ] {
+        assert!(matches!(bad.build::<B>(&table(), ForwardNoise::White), Err(SamplerError::Config(_))), "{bad:?}");
+    }
 }

@@ -12,10 +12,9 @@ use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use covdiff_core::data::ImageSet;
 use covdiff_core::schedule::{Linear, Schedule};
-use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::image::{
-    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, NoiseClip, Sampler, SecondOrder, Settings,
-    SkipStepDdpm, StepVariance, Trainer,
+    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, SamplerConfig, SecondOrder, Settings,
+    StepVariance, Trainer,
 };
 use covdiff_model::unet::{Conv, ConvRoute, UNet, UNetConfig};
 use serde::Serialize;
@@ -62,28 +61,21 @@ pub(crate) fn sampling_steps<B: Backend>(
     device: &B::Device,
 ) -> Result<BTreeMap<String, f64>> {
     let table = Linear::default().table();
-    let trajectory = Trajectory::new(table.steps(), 4, Spacing::Even).map_err(anyhow::Error::msg)?;
-    let sampler = |variance| SkipStepDdpm {
-        table: &table,
-        trajectory: &trajectory,
-        variance,
-        lambda: 1.0,
-        clip_x0: true,
-        clip_noise: NoiseClip::ClipSample { y: 2.0 },
-        noise: ForwardNoise::White,
-    };
+    let sampler = |variance| SamplerConfig::ddpm(variance, 4).build::<B>(&table, ForwardNoise::White);
     let per_step = |ms: f64| ms / 4.0;
     let mut out = BTreeMap::new();
+    let iso_sampler = sampler(StepVariance::Small)?;
     let iso = median_ms(reps, || {
-        let _ = sampler(StepVariance::Small).sample(unet, x.clone());
+        let _ = iso_sampler.clone().run(unet, x.clone());
         let _ = B::sync(device);
     });
     out.insert("iso".into(), per_step(iso));
     for kind in [HeadKind::Diagonal, HeadKind::KDct] {
         let heads = CovarianceHeadsConfig::for_unet(kind, unet_cfg, size).init::<B>(device);
         let model = SecondOrder { unet: unet.clone(), heads };
+        let learned = sampler(StepVariance::Learned)?;
         let ms = median_ms(reps, || {
-            let _ = sampler(StepVariance::Learned).sample(&model, x.clone());
+            let _ = learned.clone().run(&model, x.clone());
             let _ = B::sync(device);
         });
         out.insert(kind.name(), per_step(ms));

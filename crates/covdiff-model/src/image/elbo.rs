@@ -200,7 +200,7 @@ impl Elbo<'_> {
             let (eps, cov) = model.predict(xt.clone(), t, learned);
             let (cx, ce) = st.mean_from_eps();
             let mean_p = xt.clone() * cx + eps * ce;
-            let sigma = self.variance.at(&st, cov, shape, &device);
+            let sigma = self.variance.at(&st, cov, shape, &device).map_err(|e| e.to_string())?;
             if s == 0 {
                 let std = rows(sigma.diagonal().sqrt());
                 let (xs, mus) = (rows(x0.clone()), rows(mean_p));

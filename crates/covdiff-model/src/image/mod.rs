@@ -13,7 +13,9 @@ pub use denoiser::{Denoiser, GaussianDenoiser, SecondOrder};
 pub use elbo::{Elbo, ElboTerms, LogDet};
 pub use heads::{CovarianceHeads, CovarianceHeadsConfig, HeadKind};
 pub use noise::{ForwardNoise, GffOperator};
-pub use sampler::{initial_noise, Ddim, NoiseClip, Sampler, SkipStepDdpm, StepVariance};
+pub use sampler::{
+    initial_noise, NoiseClip, SamplerConfig, SamplerError, SamplerKind, Sampling, StepOutput, StepVariance,
+};
 pub use train::{EpsStage, HeadObjective, HeadStage, Settings, Stage, Trainer};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod weights;

@@ -1,6 +1,11 @@
 //! Samplers over a K-step trajectory (MATH.md, "Skip-step posterior"): the
 //! skip-step DDPM with any step covariance, and DDIM(eta). Both work in the
 //! whitened coordinates of the forward noise, so they serve NI-DDPM too.
+//!
+//! As in candle's schedulers, a serde [`SamplerConfig`] builds a [`Sampling`]
+//! that owns its schedule and trajectory, and the caller drives
+//! [`Sampling::step`]: one network evaluation per call, returning `x_s` and
+//! the step's `x0_hat`, so a page can show progress and yield between steps.
 
 use super::denoiser::Denoiser;
 use super::noise::ForwardNoise;
@@ -8,12 +13,19 @@ use crate::covariance::{standard_normal, AnyCovariance, Covariance};
 use burn::tensor::{backend::Backend, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;
-use covdiff_core::trajectory::Trajectory;
+use covdiff_core::trajectory::{Spacing, Trajectory};
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// A reverse-process sampler: from `x_T` to `x_0`.
-pub trait Sampler<B: Backend> {
-    fn sample<D: Denoiser<B>>(&self, denoiser: &D, x_t: Tensor<B, 4>) -> Tensor<B, 4>;
+/// What can go wrong while building or stepping a sampler.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SamplerError {
+    #[error("the learned step variance needs a model with covariance heads")]
+    MissingCovariance,
+    #[error("invalid sampler configuration: {0}")]
+    Config(String),
+    #[error("the sampler has already taken all of its {0} steps")]
+    Finished(usize),
 }
 
 /// `x_T`: `Sigma^1/2 z`, `z ~ N(0, I)`, from the backend's generator.
@@ -22,13 +34,16 @@ pub fn initial_noise<B: Backend>(shape: [usize; 4], noise: &ForwardNoise<B>, dev
 }
 
 /// The covariance of a skip step from `t` to `s`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepVariance {
     /// "beta": `(1 - a) I`.
+    #[serde(rename = "beta")]
     Large,
     /// "beta-tilde": `btilde I`; at `s = 0`, where `btilde = 0`, the large value (Ho et al.).
+    #[serde(rename = "beta-tilde")]
     Small,
     /// `btilde I + kappa E_t` with the model's `E_t`.
+    #[serde(rename = "learned")]
     Learned,
 }
 
@@ -40,24 +55,23 @@ impl StepVariance {
         learned: Option<AnyCovariance<B>>,
         shape: [usize; 4],
         device: &B::Device,
-    ) -> AnyCovariance<B> {
-        match self {
+    ) -> Result<AnyCovariance<B>, SamplerError> {
+        Ok(match self {
             Self::Large => AnyCovariance::scalar(st.large_variance(), shape, device),
             Self::Small if st.s == 0 => AnyCovariance::scalar(st.large_variance(), shape, device),
             Self::Small => AnyCovariance::scalar(st.small_variance(), shape, device),
             Self::Learned => {
                 let (shift, scale) = st.covariance_shift_scale();
-                learned
-                    .expect("the learned step variance needs a model with covariance heads")
-                    .shift_scale(shift, scale)
+                learned.ok_or(SamplerError::MissingCovariance)?.shift_scale(shift, scale)
             }
-        }
+        })
     }
 }
 
 /// What the penultimate step `t_2 -> t_1` does with its noise (K-DCT paper A.7, Bao et al.):
 /// the step into `t_1`, the last one that adds noise. The final step `t_1 -> 0` returns the mean.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
 pub enum NoiseClip {
     /// Add the step's noise unclipped.
     Noise,
@@ -114,19 +128,126 @@ impl FromStr for NoiseClip {
     }
 }
 
-/// The skip-step DDPM: `x_s = mu_s + lambda g`, `g ~ N(0, Sigma_s)`.
-#[derive(Clone, Debug)]
-pub struct SkipStepDdpm<'a, B: Backend> {
-    pub table: &'a ScheduleTable,
-    pub trajectory: &'a Trajectory,
-    pub variance: StepVariance,
-    /// Noise scale `lambda` (1 is the model's own variance).
+/// Which sampler, with its own parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// The skip-step DDPM: `x_s = mu_s + lambda Sigma^1/2 g`, `g ~ N(0, Sigma_s)` in whitened coordinates.
+    Ddpm { variance: StepVariance },
+    /// DDIM(eta): `x_s = sqrt(abar_s) x0_hat + sqrt(bbar_s - sigma^2) Sigma^1/2 eps_hat + sigma Sigma^1/2 z`.
+    Ddim { eta: f64 },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn bao_clip() -> NoiseClip {
+    NoiseClip::ClipSample { y: 2.0 }
+}
+
+/// Everything that defines a sampling run except the model and the start `x_T`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// `{"kind": "ddpm", "variance": "beta" | "beta-tilde" | "learned"}` or `{"kind": "ddim", "eta": ...}`.
+    pub kind: SamplerKind,
+    /// K, the number of network evaluations.
+    pub steps: usize,
+    #[serde(default)]
+    pub spacing: Spacing,
+    /// Noise scale `lambda` (1 is the model's own variance; DDPM only).
+    #[serde(default = "one")]
     pub lambda: f64,
     /// Clip `x0_hat` to [-1, 1] and use the mean's `x0` form.
+    #[serde(default = "yes")]
     pub clip_x0: bool,
-    /// The rule for the penultimate step's noise.
+    /// The rule for the penultimate step's noise (DDPM only).
+    #[serde(default = "bao_clip")]
     pub clip_noise: NoiseClip,
-    pub noise: ForwardNoise<B>,
+}
+
+impl SamplerConfig {
+    /// The skip-step DDPM over `steps` even steps, `lambda = 1`, x0 clipping, Bao's noise clip.
+    pub fn ddpm(variance: StepVariance, steps: usize) -> Self {
+        Self {
+            kind: SamplerKind::Ddpm { variance },
+            steps,
+            spacing: Spacing::Even,
+            lambda: 1.0,
+            clip_x0: true,
+            clip_noise: bao_clip(),
+        }
+    }
+
+    /// DDIM(eta) over `steps` even steps, with x0 clipping.
+    pub fn ddim(eta: f64, steps: usize) -> Self {
+        Self { kind: SamplerKind::Ddim { eta }, ..Self::ddpm(StepVariance::Small, steps) }
+    }
+
+    /// Whether the model must provide `E_t`.
+    pub fn needs_covariance(&self) -> bool {
+        self.kind == SamplerKind::Ddpm { variance: StepVariance::Learned }
+    }
+
+    /// A sampler over `table`'s times, with the forward noise `noise` (white or GFF).
+    pub fn build<B: Backend>(
+        &self,
+        table: &ScheduleTable,
+        noise: ForwardNoise<B>,
+    ) -> Result<Sampling<B>, SamplerError> {
+        let bad = |m: String| Err(SamplerError::Config(m));
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return bad(format!("lambda must be finite and >= 0, got {}", self.lambda));
+        }
+        if let SamplerKind::Ddim { eta } = self.kind {
+            if !(eta.is_finite() && eta >= 0.0) {
+                return bad(format!("eta must be finite and >= 0, got {eta}"));
+            }
+        }
+        if let NoiseClip::ClipScale { y } | NoiseClip::ClipSample { y } = self.clip_noise {
+            if !(y.is_finite() && y > 0.0) {
+                return bad(format!("the noise clip value must be positive, got {y}"));
+            }
+        }
+        let trajectory = Trajectory::new(table.steps(), self.steps, self.spacing).map_err(SamplerError::Config)?;
+        Ok(Sampling {
+            config: self.clone(),
+            table: table.clone(),
+            t1: trajectory.times().last().copied().unwrap_or(0),
+            steps: trajectory.steps(),
+            done: 0,
+            noise,
+        })
+    }
+}
+
+/// What one step produced.
+#[derive(Clone, Debug)]
+pub struct StepOutput<B: Backend> {
+    /// `x_s`.
+    pub x: Tensor<B, 4>,
+    /// The step's estimate of the clean image (clipped when the config asks).
+    pub x0_hat: Tensor<B, 4>,
+    pub t: usize,
+    pub s: usize,
+}
+
+/// A sampling run in progress: it owns its schedule, trajectory and noise, and takes one step
+/// per [`Sampling::step`] call.
+#[derive(Clone, Debug)]
+pub struct Sampling<B: Backend> {
+    config: SamplerConfig,
+    table: ScheduleTable,
+    steps: Vec<(usize, usize)>,
+    /// `t_1`, where the penultimate step lands.
+    t1: usize,
+    done: usize,
+    noise: ForwardNoise<B>,
 }
 
 /// `(x0_hat, Sigma^1/2 eps_hat)` at step `st`, `x0_hat` clipped when asked; with clipping the
@@ -149,56 +270,79 @@ fn tweedie<B: Backend>(
     (x0, ceps)
 }
 
-impl<B: Backend> Sampler<B> for SkipStepDdpm<'_, B> {
-    fn sample<D: Denoiser<B>>(&self, denoiser: &D, x_t: Tensor<B, 4>) -> Tensor<B, 4> {
-        let shape = x_t.dims();
-        let device = x_t.device();
-        let t1 = self.trajectory.times().last().copied().unwrap_or(0);
-        let mut x = x_t;
-        for (t, s) in self.trajectory.steps() {
-            let st = SkipStep::new(self.table, t, s);
-            let (eps, cov) = denoiser.predict(x.clone(), t, self.variance == StepVariance::Learned);
-            let (x0, _) = tweedie(&st, x.clone(), eps, &self.noise, self.clip_x0);
-            // MATH.md: mu_s from x0_hat, equal to the eps form without clipping.
-            let (c0, cx) = st.mean_from_x0();
-            let mean = x0 * c0 + x * cx;
-            // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.).
-            if self.lambda == 0.0 || s == 0 {
-                x = mean;
-                continue;
-            }
-            let sigma = self.variance.at(&st, cov, shape, &device);
-            let g = if s == t1 { self.clip_noise.noise(&sigma) } else { sigma.sample() };
-            x = mean + self.noise.sqrt_apply(g) * self.lambda;
-        }
-        x
+impl<B: Backend> Sampling<B> {
+    pub fn config(&self) -> &SamplerConfig {
+        &self.config
     }
-}
 
-/// DDIM(eta): `x_s = sqrt(abar_s) x0_hat + sqrt(bbar_s - sigma^2) Sigma^1/2 eps_hat + sigma Sigma^1/2 z`.
-#[derive(Clone, Debug)]
-pub struct Ddim<'a, B: Backend> {
-    pub table: &'a ScheduleTable,
-    pub trajectory: &'a Trajectory,
-    pub eta: f64,
-    pub clip_x0: bool,
-    pub noise: ForwardNoise<B>,
-}
+    /// Steps taken so far, out of [`Sampling::total_steps`].
+    pub fn steps_done(&self) -> usize {
+        self.done
+    }
 
-impl<B: Backend> Sampler<B> for Ddim<'_, B> {
-    fn sample<D: Denoiser<B>>(&self, denoiser: &D, x_t: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = x_t;
-        for (t, s) in self.trajectory.steps() {
-            let st = SkipStep::new(self.table, t, s);
-            let (eps, _) = denoiser.predict(x.clone(), t, false);
-            let (x0, ceps) = tweedie(&st, x.clone(), eps, &self.noise, self.clip_x0);
-            let c = st.ddim(self.eta);
-            x = x0 * c.c_x0 + ceps * c.c_eps;
-            if c.sigma > 0.0 {
-                let z = standard_normal(x.dims(), &x.device());
-                x = x + self.noise.sqrt_apply(z) * c.sigma;
+    pub fn total_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done == self.steps.len()
+    }
+
+    /// The next step's `(t, s)`, if any.
+    pub fn next_times(&self) -> Option<(usize, usize)> {
+        self.steps.get(self.done).copied()
+    }
+
+    /// One step from `x = x_t` to `x_s`.
+    pub fn step<D: Denoiser<B> + ?Sized>(
+        &mut self,
+        denoiser: &D,
+        x: Tensor<B, 4>,
+    ) -> Result<StepOutput<B>, SamplerError> {
+        let (t, s) = self.next_times().ok_or(SamplerError::Finished(self.steps.len()))?;
+        let st = SkipStep::new(&self.table, t, s);
+        let c = &self.config;
+        let (eps, cov) = denoiser.predict(x.clone(), t, self.config.needs_covariance());
+        let (x0, ceps) = tweedie(&st, x.clone(), eps, &self.noise, c.clip_x0);
+        let out = match c.kind {
+            SamplerKind::Ddpm { variance } => {
+                // MATH.md: mu_s from x0_hat, equal to the eps form without clipping.
+                let (c0, cx) = st.mean_from_x0();
+                let mean = x0.clone() * c0 + x * cx;
+                // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.).
+                if c.lambda == 0.0 || s == 0 {
+                    mean
+                } else {
+                    let sigma = variance.at(&st, cov, mean.dims(), &mean.device())?;
+                    let g = if s == self.t1 { c.clip_noise.noise(&sigma) } else { sigma.sample() };
+                    mean + self.noise.sqrt_apply(g) * c.lambda
+                }
             }
+            SamplerKind::Ddim { eta } => {
+                let d = st.ddim(eta);
+                let x = x0.clone() * d.c_x0 + ceps * d.c_eps;
+                if d.sigma > 0.0 {
+                    let z = standard_normal(x.dims(), &x.device());
+                    x + self.noise.sqrt_apply(z) * d.sigma
+                } else {
+                    x
+                }
+            }
+        };
+        self.done += 1;
+        Ok(StepOutput { x: out, x0_hat: x0, t, s })
+    }
+
+    /// All remaining steps from `x`: the sample.
+    pub fn run<D: Denoiser<B> + ?Sized>(
+        &mut self,
+        denoiser: &D,
+        x: Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>, SamplerError> {
+        let mut x = x;
+        while !self.is_finished() {
+            x = self.step(denoiser, x)?.x;
         }
-        x
+        Ok(x)
     }
 }

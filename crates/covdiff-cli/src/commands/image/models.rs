@@ -9,9 +9,9 @@ use anyhow::{bail, ensure, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
-use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_core::trajectory::Spacing;
 use covdiff_model::image::weights::Bundle;
-use covdiff_model::image::{Ddim, Denoiser, ForwardNoise, NoiseClip, Sampler, SecondOrder, SkipStepDdpm, StepVariance};
+use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, SamplerConfig, SamplerKind, SecondOrder, StepVariance};
 use covdiff_model::unet::UNet;
 use std::path::PathBuf;
 
@@ -94,27 +94,23 @@ impl<B: Backend> Models<B> {
         steps: usize,
         x_t: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>> {
-        let trajectory = Trajectory::new(self.table.steps(), steps, opts.spacing).map_err(anyhow::Error::msg)?;
-        let ddpm = |variance| SkipStepDdpm {
-            table: &self.table,
-            trajectory: &trajectory,
-            variance,
+        let kind = match column {
+            Column::Heuristic(variance) => SamplerKind::Ddpm { variance },
+            Column::Ddim => SamplerKind::Ddim { eta: opts.eta },
+            Column::Learned(_) => SamplerKind::Ddpm { variance: StepVariance::Learned },
+        };
+        let config = SamplerConfig {
+            kind,
+            steps,
+            spacing: opts.spacing,
             lambda: opts.lambda,
             clip_x0: opts.clip_x0,
             clip_noise: opts.clip_noise,
-            noise: self.noise.clone(),
         };
+        let mut sampling = config.build(&self.table, self.noise.clone())?;
         Ok(match column {
-            Column::Heuristic(v) => ddpm(v).sample(&self.unet, x_t),
-            Column::Ddim => Ddim {
-                table: &self.table,
-                trajectory: &trajectory,
-                eta: opts.eta,
-                clip_x0: opts.clip_x0,
-                noise: self.noise.clone(),
-            }
-            .sample(&self.unet, x_t),
-            Column::Learned(i) => ddpm(StepVariance::Learned).sample(self.second_order(i), x_t),
+            Column::Learned(i) => sampling.run(self.second_order(i), x_t)?,
+            _ => sampling.run(&self.unet, x_t)?,
         })
     }
 
