@@ -122,6 +122,15 @@ fn schedule_csv_matches_the_closed_form() {
     assert!(!covdiff(&["schedule", "quartic"]).status.success());
 }
 
+/// `covdiff covariance fit <src> --d 8` into `dir` (fit.json, fit.png, fit.svg); the JSON.
+fn covariance_fit(src: &str, dir: &Path) -> serde_json::Value {
+    let (json, png) = (dir.join("fit.json"), dir.join("fit.png"));
+    let args = ["covariance", "fit", src, "--d", "8", "--out", json.to_str().unwrap(), "--plot", png.to_str().unwrap()];
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
 #[test]
 fn data_info_and_covariance_fit_on_an_idx_file() {
     let dir = scratch("fit");
@@ -132,20 +141,7 @@ fn data_info_and_covariance_fit_on_an_idx_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("shape:    [300, 1, 8, 8]"), "{}", stdout(&o));
 
-    let (json, png) = (dir.join("fit.json"), dir.join("fit.png"));
-    let o = covdiff(&[
-        "covariance",
-        "fit",
-        &src,
-        "--d",
-        "8",
-        "--out",
-        json.to_str().unwrap(),
-        "--plot",
-        png.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let fit = covariance_fit(&src, &dir);
     assert_eq!(fit["images"], 300);
     // For grey images the nearest K-DCT is a convex fit, so it is at least as close as the best
     // diagonal alone and the best DCT-diagonal alone, both computed here from the file's bytes
@@ -164,7 +160,7 @@ fn data_info_and_covariance_fit_on_an_idx_file() {
     let kdct = fit["kdct_error"].as_f64().unwrap();
     assert!(kdct <= diag_only.min(dct_only) + 1e-9, "K-DCT {kdct}, diagonal {diag_only}, DCT {dct_only}");
     assert!(kdct > 0.0, "this data is not K-DCT");
-    assert!(image::open(&png).is_ok());
+    assert!(image::open(dir.join("fit.png")).is_ok());
     assert!(std::fs::read_to_string(dir.join("fit.svg")).unwrap().contains("<svg"));
 }
 
@@ -205,22 +201,7 @@ fn covariance_fit_finds_the_colour_kronecker_structure() {
         let imgs = dir.join("imgs");
         std::fs::create_dir_all(&imgs).unwrap();
         write_colour_images(&imgs, 200, rank_one);
-        let json = dir.join("fit.json");
-        let src = format!("images:{}", imgs.display());
-        let plot = dir.join("fit.png");
-        let o = covdiff(&[
-            "covariance",
-            "fit",
-            &src,
-            "--d",
-            "8",
-            "--out",
-            json.to_str().unwrap(),
-            "--plot",
-            plot.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let fit = covariance_fit(&format!("images:{}", imgs.display()), &dir);
         let k = |i: usize| fit["kronecker_errors"][i].as_f64().unwrap();
         if rank_one {
             assert!(k(0) < 1e-3, "rank-one colour: one product should fit, error {}", k(0));

@@ -377,8 +377,12 @@ fn points_of(v: &[f64]) -> Vec<[f64; 2]> {
     v.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
 }
 
-fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default().into_iter().map(f64::from).collect()
+/// A tensor's values on the host; a failed read is an error, never an empty point set.
+fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f64>> {
+    let v =
+        t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))?;
+    ensure!(v.iter().all(|x| x.is_finite()), "the model produced non-finite values");
+    Ok(v.into_iter().map(f64::from).collect())
 }
 
 impl BackendJob for SampleArgs {
@@ -409,7 +413,7 @@ impl BackendJob for SampleArgs {
             self.n,
             y,
             &device,
-        ));
+        ))?;
         let data = toy2d::sample(toy(&card.data)?, self.n, card.jitter, 12345);
         let panels = vec![(
             format!("K = {}, {}, lambda = {}", self.k, cov.name(), self.lambda),
@@ -492,18 +496,20 @@ impl BackendJob for SweepArgs {
                     let process = ReverseProcess { table: &table, trajectory: &tr, covariance: cov };
                     let x = match cov {
                         StepCovariance::Thesis => {
-                            read(process.sample(&thesis, lambda, self.eval_points, None, &device))
+                            read(process.sample(&thesis, lambda, self.eval_points, None, &device))?
                         }
-                        _ => read(process.sample(&principled, lambda, self.eval_points, None, &device)),
+                        _ => read(process.sample(&principled, lambda, self.eval_points, None, &device))?,
                     };
                     let ed = energy_distance(&x, &held_flat, 2);
-                    let nll = nll.then(|| {
+                    let nll = if nll {
                         let v = match cov {
-                            StepCovariance::Thesis => read(process.negative_elbo(&thesis, x0.clone(), None)),
-                            _ => read(process.negative_elbo(&principled, x0.clone(), None)),
+                            StepCovariance::Thesis => read(process.negative_elbo(&thesis, x0.clone(), None))?,
+                            _ => read(process.negative_elbo(&principled, x0.clone(), None))?,
                         };
-                        v.iter().sum::<f64>() / v.len() as f64 / (2.0 * std::f64::consts::LN_2)
-                    });
+                        Some(v.iter().sum::<f64>() / v.len() as f64 / (2.0 * std::f64::consts::LN_2))
+                    } else {
+                        None
+                    };
                     Ok((ed, nll, x))
                 };
             let pb = bar((self.ks.len() * 4 + self.lambdas.len() * 4) as u64, "evaluating");
