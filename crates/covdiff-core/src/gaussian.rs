@@ -44,18 +44,19 @@ pub struct DctGaussian {
 
 impl DctGaussian {
     /// `p` is `C x C` row-major; `sigma2` has `d^2` positive entries.
-    pub fn new(p: &[f64], c: usize, sigma2: Vec<f64>, d: usize) -> Result<Self, String> {
+    pub fn new(p: &[f64], c: usize, sigma2: Vec<f64>, d: usize) -> Result<Self, crate::Error> {
         if p.len() != c * c {
-            return Err(format!("colour factor must be {c}x{c}"));
+            return Err(crate::Error::invalid("Gaussian data", format!("the colour factor must be {c}x{c}")));
         }
         if sigma2.len() != d * d || sigma2.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(format!("sigma2 must hold {} positive finite values", d * d));
+            let reason = format!("sigma2 must hold {} positive finite values", d * d);
+            return Err(crate::Error::invalid("Gaussian data", reason));
         }
         Ok(Self { c, d, p: DMatrix::from_row_slice(c, c, p), sigma2, dct: Dct2d::new(d) })
     }
 
     /// A natural-image-like power-law spectrum, `sigma2_k = scale / (1 + |k|^2)^power`.
-    pub fn power_law(p: &[f64], c: usize, d: usize, scale: f64, power: f64) -> Result<Self, String> {
+    pub fn power_law(p: &[f64], c: usize, d: usize, scale: f64, power: f64) -> Result<Self, crate::Error> {
         let sigma2 = (0..d * d)
             .map(|i| {
                 let (a, b) = ((i / d) as f64, (i % d) as f64);

@@ -28,12 +28,12 @@ pub struct Gff {
 }
 
 impl Gff {
-    pub fn new(d: usize, gamma: f64) -> Result<Self, String> {
+    pub fn new(d: usize, gamma: f64) -> Result<Self, crate::Error> {
         if d == 0 {
-            return Err("GFF size must be positive".into());
+            return Err(crate::Error::invalid("GFF", "the size must be positive"));
         }
         if !gamma.is_finite() || gamma < 0.0 {
-            return Err(format!("GFF gamma must be finite and >= 0, got {gamma}"));
+            return Err(crate::Error::invalid("GFF", format!("gamma must be finite and >= 0, got {gamma}")));
         }
         let signed = |k: usize| if k <= d / 2 { k as f64 } else { k as f64 - d as f64 };
         let mut w2 = vec![0.0; d * d];

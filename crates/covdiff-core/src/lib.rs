@@ -6,6 +6,7 @@
 pub mod data;
 pub mod dct;
 pub mod dense;
+pub mod error;
 pub mod figure;
 pub mod font;
 pub mod gaussian;
@@ -19,3 +20,5 @@ pub mod structure;
 pub mod svg;
 pub mod toy2d;
 pub mod trajectory;
+
+pub use error::Error;

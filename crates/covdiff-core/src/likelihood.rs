@@ -54,12 +54,14 @@ pub fn discretized_gaussian_nll(x: &[f64], mu: &[f64], std: &[f64]) -> f64 {
 
 /// `KL(N(m_q, v I) || N(m_p, S))` with `delta = m_p - m_q`, exactly by Cholesky:
 /// `0.5 (v tr(S^-1) + delta^T S^-1 delta - n + logdet S - n log v)`.
-pub fn kl_isotropic_vs(v: f64, delta: &[f64], s: DMatrix<f64>) -> Result<f64, String> {
+pub fn kl_isotropic_vs(v: f64, delta: &[f64], s: DMatrix<f64>) -> Result<f64, crate::Error> {
     let n = delta.len();
-    let chol = s.cholesky().ok_or("the step covariance is not positive definite")?;
+    let chol = s.cholesky().ok_or(crate::Error::NotPositiveDefinite("step covariance"))?;
     let l = chol.l();
     let logdet = 2.0 * l.diagonal().iter().map(|x| x.ln()).sum::<f64>();
-    let linv = l.solve_lower_triangular(&DMatrix::identity(n, n)).ok_or("singular Cholesky factor")?;
+    let linv = l
+        .solve_lower_triangular(&DMatrix::identity(n, n))
+        .ok_or(crate::Error::NotPositiveDefinite("step covariance"))?;
     let trace_inv = linv.iter().map(|x| x * x).sum::<f64>();
     let w = &linv * DVector::from_column_slice(delta);
     let quad = w.norm_squared();

@@ -49,12 +49,12 @@ impl Toy {
 }
 
 impl FromStr for Toy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
         Toy::ALL
             .into_iter()
             .find(|t| t.name() == s)
-            .ok_or_else(|| format!("unknown toy dataset '{s}' (expected one of: {})", names()))
+            .ok_or_else(|| crate::Error::unknown("toy dataset", s, format!("one of: {}", names())))
     }
 }
 

@@ -17,12 +17,12 @@ pub enum Spacing {
 }
 
 impl FromStr for Spacing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
         match s {
             "even" => Ok(Self::Even),
             "quadratic" => Ok(Self::Quadratic),
-            other => Err(format!("unknown spacing '{other}' (expected even or quadratic)")),
+            other => Err(crate::Error::unknown("spacing", other, "even or quadratic")),
         }
     }
 }
@@ -44,9 +44,9 @@ pub struct Trajectory {
 
 impl Trajectory {
     /// K times out of a T-step schedule; needs `1 <= K <= T`.
-    pub fn new(total: usize, k: usize, spacing: Spacing) -> Result<Self, String> {
+    pub fn new(total: usize, k: usize, spacing: Spacing) -> Result<Self, crate::Error> {
         if k == 0 || k > total {
-            return Err(format!("need 1 <= K <= T, got K = {k}, T = {total}"));
+            return Err(crate::Error::invalid("trajectory", format!("need 1 <= K <= T, got K = {k}, T = {total}")));
         }
         let mut asc = Vec::with_capacity(k);
         for i in 0..k {

@@ -95,7 +95,11 @@ fn cifar_config_has_the_size_of_ddpm_cifar10() {
     let n = UNetConfig::cifar(3).init::<Cpu>(&Default::default()).num_params();
     assert_eq!(n, 35_746_307);
     assert!(UNetConfig::new(vec![32, 64], vec![false]).validate().is_err());
-    assert!(UNetConfig::new(vec![30], vec![false]).validate().unwrap_err().contains("groups"));
+    let err = UNetConfig::new(vec![30], vec![false]).validate().unwrap_err();
+    assert!(matches!(err, covdiff_core::Error::Invalid { .. }) && err.to_string().contains("groups"), "{err}");
+    // A configuration from a user is an error, not a panic.
+    let err = UNetConfig::new(vec![32, 64], vec![false]).try_init::<Cpu>(&Default::default()).unwrap_err();
+    assert!(err.to_string().contains("attention flag"), "{err}");
 }
 
 /// Direct convolution in f64 loops: `y[n, o, i, j] = b[o] + sum W[o, c, di, dj] x[n, c, s i + di - p, s j + dj - p]`.

@@ -12,7 +12,7 @@
 //! This reads tensors back to the host: it is for native evaluation.
 
 use super::denoiser::Denoiser;
-use super::sampler::StepVariance;
+use super::sampler::{SamplerError, StepVariance};
 use crate::covariance::{AnyCovariance, Covariance};
 use crate::objectives::rademacher;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
@@ -21,6 +21,15 @@ use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;
 use covdiff_core::trajectory::Trajectory;
 use nalgebra::DMatrix;
+
+/// Why an ELBO could not be computed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ElboError {
+    #[error(transparent)]
+    Math(#[from] covdiff_core::Error),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+}
 
 /// How `logdet Sigma`, `tr Sigma^-1` and `delta^T Sigma^-1 delta` are computed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,7 +85,7 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
     delta: Tensor<B, 4>,
     sigma: &AnyCovariance<B>,
     method: LogDet,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, ElboError> {
     let n = sigma.dim() as f64;
     if let AnyCovariance::Isotropic(iso) = sigma {
         let s = host(iso.s.clone());
@@ -93,7 +102,8 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
                 .map(|i| {
                     kl_isotropic_vs(v, &deltas[i], DMatrix::from_row_slice(n, n, &dense[i * n * n..(i + 1) * n * n]))
                 })
-                .collect()
+                .collect::<Result<_, _>>()
+                .map_err(ElboError::from)
         }
         LogDet::Lanczos { probes, steps } => {
             let d2 = host(crate::covariance::per_image_sum(delta.clone() * delta.clone()));
@@ -168,7 +178,11 @@ impl ElboTerms {
 
 impl Elbo<'_> {
     /// `x0` holds 8-bit images in [-1, 1]; one draw of each `x_t ~ q(x_t | x_0)` (unbiased).
-    pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(&self, model: &D, x0: Tensor<B, 4>) -> Result<ElboTerms, String> {
+    pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(
+        &self,
+        model: &D,
+        x0: Tensor<B, 4>,
+    ) -> Result<ElboTerms, ElboError> {
         let device = x0.device();
         self.terms_with(model, x0, |shape| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device))
     }
@@ -180,7 +194,7 @@ impl Elbo<'_> {
         model: &D,
         x0: Tensor<B, 4>,
         mut draw: impl FnMut([usize; 4]) -> Tensor<B, 4>,
-    ) -> Result<ElboTerms, String> {
+    ) -> Result<ElboTerms, ElboError> {
         let shape = x0.dims();
         let [b, ..] = shape;
         let n = (shape[1] * shape[2] * shape[3]) as f64;
@@ -200,7 +214,7 @@ impl Elbo<'_> {
             let (eps, cov) = model.predict(xt.clone(), t, learned);
             let (cx, ce) = st.mean_from_eps();
             let mean_p = xt.clone() * cx + eps * ce;
-            let sigma = self.variance.at(&st, cov, shape, &device).map_err(|e| e.to_string())?;
+            let sigma = self.variance.at(&st, cov, shape, &device)?;
             if s == 0 {
                 let std = rows(sigma.diagonal().sqrt());
                 let (xs, mus) = (rows(x0.clone()), rows(mean_p));

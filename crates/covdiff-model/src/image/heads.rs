@@ -57,8 +57,8 @@ impl fmt::Display for HeadKind {
 }
 
 impl FromStr for HeadKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = covdiff_core::Error;
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
         match s {
             "diag" | "diagonal" => Ok(Self::Diagonal),
             "kdct" | "k-dct" => Ok(Self::KDct),
@@ -67,7 +67,9 @@ impl FromStr for HeadKind {
             "lowrank" => Ok(Self::LowRank { rank: 8 }),
             _ => match s.strip_prefix("lowrank").map(str::parse::<usize>) {
                 Some(Ok(rank)) if rank > 0 => Ok(Self::LowRank { rank }),
-                _ => Err(format!("unknown covariance head '{s}' (expected diag, lowrank<r>, kdct, free or free-diag)")),
+                _ => {
+                    Err(covdiff_core::Error::unknown("covariance head", s, "diag, lowrank<r>, kdct, free or free-diag"))
+                }
             },
         }
     }

@@ -10,7 +10,7 @@ pub mod sampler;
 pub mod train;
 
 pub use denoiser::{Denoiser, GaussianDenoiser, SecondOrder};
-pub use elbo::{Elbo, ElboTerms, LogDet};
+pub use elbo::{Elbo, ElboError, ElboTerms, LogDet};
 pub use heads::{CovarianceHeads, CovarianceHeadsConfig, HeadKind};
 pub use noise::{ForwardNoise, GffOperator};
 pub use sampler::{

@@ -109,21 +109,23 @@ impl NoiseClip {
 }
 
 impl FromStr for NoiseClip {
-    type Err = String;
+    type Err = covdiff_core::Error;
     /// `noise`, `clip-scale[:y]`, `clip-sample[:y]` (y defaults to 2, Bao et al.'s value).
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
+        let bad =
+            || covdiff_core::Error::invalid("noise clipping", format!("the clip value in '{s}' must be positive"));
         let (name, y) = match s.split_once(':') {
-            Some((n, y)) => (n, y.parse::<f64>().map_err(|_| format!("bad clip value in '{s}'"))?),
+            Some((n, y)) => (n, y.parse::<f64>().map_err(|_| bad())?),
             None => (s, 2.0),
         };
         if !(y.is_finite() && y > 0.0) {
-            return Err(format!("the clip value in '{s}' must be positive"));
+            return Err(bad());
         }
         match name {
             "noise" => Ok(Self::Noise),
             "clip-scale" => Ok(Self::ClipScale { y }),
             "clip-sample" => Ok(Self::ClipSample { y }),
-            _ => Err(format!("unknown noise-clipping rule '{s}' (expected noise, clip-scale[:y], clip-sample[:y])")),
+            _ => Err(covdiff_core::Error::unknown("noise-clipping rule", s, "noise, clip-scale[:y], clip-sample[:y]")),
         }
     }
 }
@@ -214,7 +216,8 @@ impl SamplerConfig {
                 return bad(format!("the noise clip value must be positive, got {y}"));
             }
         }
-        let trajectory = Trajectory::new(table.steps(), self.steps, self.spacing).map_err(SamplerError::Config)?;
+        let trajectory = Trajectory::new(table.steps(), self.steps, self.spacing)
+            .map_err(|e| SamplerError::Config(e.to_string()))?;
         Ok(Sampling {
             config: self.clone(),
             table: table.clone(),

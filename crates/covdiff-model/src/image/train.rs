@@ -60,14 +60,14 @@ impl fmt::Display for HeadObjective {
 }
 
 impl FromStr for HeadObjective {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = covdiff_core::Error;
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
         match s {
             "npr" => Ok(Self::Npr),
             "npr-residual" => Ok(Self::NprResidual),
             "ocm" => Ok(Self::Ocm { h: 1e-2 }),
             "sn" => Ok(Self::Sn),
-            _ => Err(format!("unknown objective '{s}' (expected npr, npr-residual, ocm or sn)")),
+            _ => Err(covdiff_core::Error::unknown("objective", s, "npr, npr-residual, ocm or sn")),
         }
     }
 }

@@ -82,12 +82,12 @@ impl StepCovariance {
 }
 
 impl FromStr for StepCovariance {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = covdiff_core::Error;
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
         Self::ALL
             .into_iter()
             .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown covariance '{s}' (expected {})", Self::ALL.map(Self::name).join(", ")))
+            .ok_or_else(|| covdiff_core::Error::unknown("covariance", s, Self::ALL.map(Self::name).join(", ")))
     }
 }
 

@@ -39,13 +39,13 @@ impl Objective {
 }
 
 impl FromStr for Objective {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = covdiff_core::Error;
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
         match s {
             "baseline" => Ok(Self::Baseline),
             "thesis" => Ok(Self::Thesis { kl_weight: 1.0 }),
             "principled" => Ok(Self::Principled),
-            _ => Err(format!("unknown objective '{s}' (expected baseline, thesis or principled)")),
+            _ => Err(covdiff_core::Error::unknown("objective", s, "baseline, thesis or principled")),
         }
     }
 }

@@ -72,26 +72,30 @@ impl UNetConfig {
     }
 
     /// Why this configuration cannot be built, if it cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), covdiff_core::Error> {
+        self.problem().map_or(Ok(()), |reason| Err(covdiff_core::Error::invalid("UNet configuration", reason)))
+    }
+
+    fn problem(&self) -> Option<String> {
         let levels = self.block_out_channels.len();
         if levels == 0 || self.attention.len() != levels {
-            return Err(format!("need one attention flag per level: {levels} levels, {} flags", self.attention.len()));
+            return Some(format!("need one attention flag per level: {levels} levels, {} flags", self.attention.len()));
         }
         if self.layers_per_block == 0 || self.norm_num_groups == 0 {
-            return Err("layers_per_block and norm_num_groups must be positive".into());
+            return Some("layers_per_block and norm_num_groups must be positive".into());
         }
         if let Some(c) = self.block_out_channels.iter().find(|c| **c == 0 || *c % self.norm_num_groups != 0) {
-            return Err(format!("{c} channels cannot be split into {} groups", self.norm_num_groups));
+            return Some(format!("{c} channels cannot be split into {} groups", self.norm_num_groups));
         }
         if let Some(hd) = self.attention_head_dim {
             if let Some(c) = self.block_out_channels.iter().find(|c| hd == 0 || *c % hd != 0) {
-                return Err(format!("{c} channels cannot be split into heads of {hd}"));
+                return Some(format!("{c} channels cannot be split into heads of {hd}"));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout {} is not in [0, 1)", self.dropout));
+            return Some(format!("dropout {} is not in [0, 1)", self.dropout));
         }
-        Ok(())
+        None
     }
 
     /// Images must be divisible by this (one halving per level but the last).
@@ -99,10 +103,17 @@ impl UNetConfig {
         1 << (self.block_out_channels.len() - 1)
     }
 
-    /// Build the network. Panics on a configuration that [`UNetConfig::validate`] rejects.
+    /// Build the network, or say why this configuration cannot be built.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<UNet<B>, covdiff_core::Error> {
+        self.validate()?;
+        Ok(self.init(device))
+    }
+
+    /// Build the network. Panics on a configuration that [`UNetConfig::validate`] rejects: use
+    /// [`UNetConfig::try_init`] for configurations from users.
     pub fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
         if let Err(e) = self.validate() {
-            panic!("invalid UNet configuration: {e}");
+            panic!("{e}");
         }
         let ch = &self.block_out_channels;
         let levels = ch.len();

@@ -44,8 +44,10 @@ pub fn locate(run: &Path) -> Result<(PathBuf, ModelCard)> {
 
 /// Build the model a card describes and load its weights.
 pub fn load_bundle<B: Backend>(weights: &Path, card: &ModelCard, device: &B::Device) -> Result<Bundle<B>> {
-    let bundle =
-        Bundle { unet: card.unet.init::<B>(device), covariance_heads: card.heads.as_ref().map(|h| h.init(device)) };
+    let bundle = Bundle {
+        unet: card.unet.try_init::<B>(device)?,
+        covariance_heads: card.heads.as_ref().map(|h| h.init(device)),
+    };
     weights::load(bundle, weights).map_err(anyhow::Error::msg)
 }
 

@@ -151,14 +151,10 @@ pub struct SampleOptions {
     pub clip_noise: NoiseClip,
 }
 
-fn parse_spacing(s: &str) -> Result<Spacing, String> {
-    match s {
-        "even" => Ok(Spacing::Even),
-        "quadratic" => Ok(Spacing::Quadratic),
-        _ => Err(format!("unknown spacing '{s}' (expected even or quadratic)")),
-    }
+fn parse_spacing(s: &str) -> Result<Spacing, covdiff_core::Error> {
+    s.parse()
 }
 
-fn parse_clip_noise(s: &str) -> Result<NoiseClip, String> {
+fn parse_clip_noise(s: &str) -> Result<NoiseClip, covdiff_core::Error> {
     s.parse()
 }

@@ -189,7 +189,7 @@ impl BackendJob for Args {
                     "the eps weights were trained with other forward noise ({:?})",
                     eps_card.noise
                 );
-                let frozen = Bundle { unet: eps_card.unet.init::<B>(&device), covariance_heads: None };
+                let frozen = Bundle { unet: eps_card.unet.try_init::<B>(&device)?, covariance_heads: None };
                 let frozen = weights::load(frozen, &h.eps_weights).map_err(anyhow::Error::msg)?.unet;
                 let heads_cfg = h.config(&eps_card.unet, size)?;
                 let objective = h.objective()?;
