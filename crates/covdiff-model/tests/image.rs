@@ -362,6 +362,7 @@ fn toy_images(n: usize, d: usize, seed: u64) -> ImageSet {
 
 fn trainer<S: Stage<AD>>(stage: S, model: S::Model, data: &Arc<ImageSet>, settings: &Settings) -> Trainer<AD, S> {
     Trainer::new(stage, model, data.clone(), table(), ForwardNoise::White, settings.clone(), &Default::default())
+        .unwrap()
 }
 
 /// The small UNet of the training tests, on 8 x 8 images.
@@ -416,6 +417,11 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
         let tail: Vec<f64> = (0..2).map(|_| loss(resumed.step())).collect();
         assert_eq!(tail, losses[1..].to_vec(), "{objective}: stage 2 resumed differently");
     }
+    // SN on non-diagonal heads is refused before anything runs, with a typed error.
+    let kdct = CovarianceHeadsConfig::for_unet(HeadKind::KDct, &unet_cfg, d).with_hidden(16).init::<AD>(&dev);
+    let stage = HeadStage::<AD> { unet, objective: HeadObjective::Sn };
+    let refused = Trainer::new(stage, kdct, data.clone(), table(), ForwardNoise::White, settings, &dev);
+    assert_eq!(refused.err(), Some(covdiff_model::image::StageError::SnNeedsDiagonal("kdct".into())));
 }
 
 #[test]

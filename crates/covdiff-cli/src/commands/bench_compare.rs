@@ -174,7 +174,7 @@ impl BackendJob for Args {
             ForwardNoise::White,
             settings,
             &device,
-        );
+        )?;
         let train = median_ms(reps, || {
             let _ = trainer.step();
             sync();

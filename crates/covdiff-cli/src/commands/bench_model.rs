@@ -142,7 +142,7 @@ impl BackendJob for Args {
                     ForwardNoise::White,
                     settings.clone(),
                     &device,
-                );
+                )?;
                 let ms = median_ms(self.reps, || {
                     let _ = trainer.step();
                     sync();

@@ -16,6 +16,6 @@ pub use noise::{ForwardNoise, GffOperator};
 pub use sampler::{
     initial_noise, NoiseClip, SamplerConfig, SamplerError, SamplerKind, Sampling, StepOutput, StepVariance,
 };
-pub use train::{EpsStage, HeadObjective, HeadStage, Settings, Stage, Trainer};
+pub use train::{EpsStage, HeadObjective, HeadStage, Settings, Stage, StageError, Trainer};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod weights;

@@ -7,7 +7,7 @@
 //! never stopped. AdamW with per-parameter gradient-norm clipping (burn's
 //! `GradientClippingConfig::Norm`) and an EMA of the weights.
 
-use super::heads::CovarianceHeads;
+use super::heads::{CovarianceHeads, HeadKind};
 use super::noise::ForwardNoise;
 use crate::covariance::per_image_sum;
 use crate::objectives::{jvp_central_difference, npr, npr_residual, ocm, sn};
@@ -125,9 +125,20 @@ pub struct Batch<B: Backend> {
     pub noise: ForwardNoise<B>,
 }
 
+/// Why a stage cannot train a model.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum StageError {
+    #[error("SN trains diagonal heads only, not {0} heads")]
+    SnNeedsDiagonal(String),
+}
+
 /// What a training stage optimises.
 pub trait Stage<B: AutodiffBackend>: Sized {
     type Model: AutodiffModule<B> + Clone;
+    /// Whether this stage can train `model` ([`Trainer::new`] asks before anything runs).
+    fn check(&self, _model: &Self::Model) -> Result<(), StageError> {
+        Ok(())
+    }
     /// The mean loss over the batch, normalised per dimension.
     fn loss(&self, model: &Self::Model, batch: Batch<B>) -> Tensor<B, 1>;
     /// The stage with its frozen parts on `device`, for data parallelism.
@@ -188,6 +199,12 @@ pub struct HeadStage<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
     type Model = CovarianceHeads<B>;
+    fn check(&self, heads: &CovarianceHeads<B>) -> Result<(), StageError> {
+        match (self.objective, heads.kind()) {
+            (HeadObjective::Sn, kind) if kind != HeadKind::Diagonal => Err(StageError::SnNeedsDiagonal(kind.name())),
+            _ => Ok(()),
+        }
+    }
     fn loss(&self, heads: &CovarianceHeads<B>, batch: Batch<B>) -> Tensor<B, 1> {
         let shape = batch.eps.dims();
         let n = shape[1..].iter().product::<usize>() as f64;
@@ -212,7 +229,8 @@ impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
             }
             HeadObjective::Sn => match out {
                 crate::covariance::AnyCovariance::Diagonal(m) => sn(m.e, eps),
-                _ => panic!("SN trains diagonal heads only"),
+                // Trainer::new refuses this pairing through Stage::check.
+                _ => unreachable!("SN trains diagonal heads only"),
             },
         };
         per_image.mean() / n
@@ -260,11 +278,12 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         noise: ForwardNoise<B>,
         settings: Settings,
         device: &B::Device,
-    ) -> Self {
+    ) -> Result<Self, StageError> {
+        stage.check(&model)?;
         // burn initialises parameters lazily, and a clone of a lazy parameter draws its own
         // values: materialise them first, so the EMA starts from the model's own weights.
         let model = materialize(model);
-        Self {
+        Ok(Self {
             stage,
             ema: model.valid(),
             model: Some(model),
@@ -276,7 +295,7 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
             steps_done: 0,
             device: device.clone(),
             replicas: Vec::new(),
-        }
+        })
     }
 
     /// Data parallelism with burn's multi-device optimiser step (`Optimizer::step_multi`): each

@@ -164,7 +164,7 @@ impl BackendJob for Args {
                 B::seed(&device, settings.seed);
                 let init = || unet_cfg.init::<Autodiff<B>>(&device);
                 let trainer =
-                    Trainer::new(EpsStage, init(), data, table, noise, settings, &device).with_devices(&others);
+                    Trainer::new(EpsStage, init(), data, table, noise, settings, &device)?.with_devices(&others);
                 let (trainer, summary) = train_loop(trainer, init, cfg.train.steps, "eps", log, &device)?;
                 card.steps_done = trainer.steps_done();
                 card.metrics = summary;
@@ -196,7 +196,7 @@ impl BackendJob for Args {
                 B::seed(&device, settings.seed);
                 let init = || heads_cfg.init::<Autodiff<B>>(&device);
                 let stage = HeadStage::<Autodiff<B>> { unet: frozen.clone(), objective };
-                let trainer = Trainer::new(stage, init(), data, table, noise, settings, &device).with_devices(&others);
+                let trainer = Trainer::new(stage, init(), data, table, noise, settings, &device)?.with_devices(&others);
                 let name = format!("{}-{}", heads_cfg.kind, objective);
                 let (trainer, summary) = train_loop(trainer, init, cfg.train.steps, &name, log, &device)?;
                 card.unet = eps_card.unet.clone();
