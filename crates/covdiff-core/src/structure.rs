@@ -206,9 +206,12 @@ pub fn nearest_kdct(sigma: &DMatrix<f64>, c: usize, d: usize) -> KdctProjection 
     let mut e = DVector::<f64>::zeros(n);
     let mut a = DMatrix::<f64>::identity(c, c);
     let mut lam = DVector::<f64>::zeros(dd);
+    let mut m = blocks.clone();
     for round in 0..FIT_ROUNDS {
-        // M_k with diag(e) taken out.
-        let mut m = blocks.clone();
+        // M_k with diag(e) taken out, refreshed in place.
+        for (mk, bk) in m.iter_mut().zip(&blocks) {
+            mk.copy_from(bk);
+        }
         for ch in 0..c {
             let ge = &g * e.rows(ch * dd, dd);
             for (k, mk) in m.iter_mut().enumerate() {

@@ -29,30 +29,26 @@ impl<B: Backend> ForwardNoise<B> {
         matches!(self, Self::White)
     }
 
+    /// The same noise with each of its tensors passed through `f`.
+    fn map<B2: Backend>(&self, f: impl Fn(Tensor<B, 4>) -> Tensor<B2, 4>) -> ForwardNoise<B2> {
+        match self {
+            Self::White => ForwardNoise::White,
+            Self::Gff(op) => {
+                ForwardNoise::Gff(GffOperator { c: f(op.c.clone()), s: f(op.s.clone()), h: f(op.h.clone()) })
+            }
+        }
+    }
+
     /// The same noise on `device`.
     pub fn to_device(&self, device: &B::Device) -> Self {
-        match self {
-            Self::White => Self::White,
-            Self::Gff(op) => Self::Gff(GffOperator {
-                c: op.c.clone().to_device(device),
-                s: op.s.clone().to_device(device),
-                h: op.h.clone().to_device(device),
-            }),
-        }
+        self.map(|t| t.to_device(device))
     }
 }
 
 impl<B: AutodiffBackend> ForwardNoise<B> {
     /// The same noise without autodiff (for frozen networks).
     pub fn inner(&self) -> ForwardNoise<B::InnerBackend> {
-        match self {
-            Self::White => ForwardNoise::White,
-            Self::Gff(op) => ForwardNoise::Gff(GffOperator {
-                c: op.c.clone().inner(),
-                s: op.s.clone().inner(),
-                h: op.h.clone().inner(),
-            }),
-        }
+        self.map(|t| t.inner())
     }
 }
 

@@ -90,6 +90,16 @@ impl NoiseClip {
         y * 2.0 / 255.0 * (std::f64::consts::PI / 2.0).sqrt()
     }
 
+    /// The rule itself, or why its clip value `y` is not a positive number.
+    pub fn validated(self) -> Result<Self, covdiff_core::Error> {
+        match self {
+            Self::ClipScale { y } | Self::ClipSample { y } if !(y.is_finite() && y > 0.0) => {
+                Err(covdiff_core::Error::invalid("noise clipping", format!("the clip value must be positive, got {y}")))
+            }
+            rule => Ok(rule),
+        }
+    }
+
     /// The penultimate step's noise drawn from `sigma` under this rule.
     pub fn noise<B: Backend>(self, sigma: &AnyCovariance<B>) -> Tensor<B, 4> {
         match self {
@@ -112,19 +122,19 @@ impl FromStr for NoiseClip {
     type Err = covdiff_core::Error;
     /// `noise`, `clip-scale[:y]`, `clip-sample[:y]` (y defaults to 2, Bao et al.'s value).
     fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
-        let bad =
-            || covdiff_core::Error::invalid("noise clipping", format!("the clip value in '{s}' must be positive"));
         let (name, y) = match s.split_once(':') {
-            Some((n, y)) => (n, y.parse::<f64>().map_err(|_| bad())?),
+            Some((n, y)) => (
+                n,
+                y.parse::<f64>().map_err(|_| {
+                    covdiff_core::Error::invalid("noise clipping", format!("the clip value in '{s}' is not a number"))
+                })?,
+            ),
             None => (s, 2.0),
         };
-        if !(y.is_finite() && y > 0.0) {
-            return Err(bad());
-        }
         match name {
             "noise" => Ok(Self::Noise),
-            "clip-scale" => Ok(Self::ClipScale { y }),
-            "clip-sample" => Ok(Self::ClipSample { y }),
+            "clip-scale" => Self::ClipScale { y }.validated(),
+            "clip-sample" => Self::ClipSample { y }.validated(),
             _ => Err(covdiff_core::Error::unknown("noise-clipping rule", s, "noise, clip-scale[:y], clip-sample[:y]")),
         }
     }
@@ -211,11 +221,7 @@ impl SamplerConfig {
                 return bad(format!("eta must be finite and >= 0, got {eta}"));
             }
         }
-        if let NoiseClip::ClipScale { y } | NoiseClip::ClipSample { y } = self.clip_noise {
-            if !(y.is_finite() && y > 0.0) {
-                return bad(format!("the noise clip value must be positive, got {y}"));
-            }
-        }
+        self.clip_noise.validated().map_err(|e| SamplerError::Config(e.to_string()))?;
         let trajectory = Trajectory::new(table.steps(), self.steps, self.spacing)
             .map_err(|e| SamplerError::Config(e.to_string()))?;
         Ok(Sampling {

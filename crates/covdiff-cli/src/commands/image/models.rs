@@ -134,7 +134,7 @@ pub enum Column {
 #[derive(clap::Args, Clone, Debug)]
 pub struct SampleOptions {
     /// even or quadratic time spacing.
-    #[arg(long, default_value = "even", value_parser = parse_spacing)]
+    #[arg(long, default_value = "even")]
     pub spacing: Spacing,
     /// Noise scale lambda.
     #[arg(long, default_value_t = 1.0)]
@@ -147,14 +147,6 @@ pub struct SampleOptions {
     pub clip_x0: bool,
     /// The penultimate step's noise (t_2 -> t_1; the final step t_1 -> 0 returns the mean):
     /// noise (unclipped), clip-scale[:y] (Eq. 41) or clip-sample[:y] (the paper's K-DCT rule).
-    #[arg(long, default_value = "clip-sample:2", value_parser = parse_clip_noise)]
+    #[arg(long, default_value = "clip-sample:2")]
     pub clip_noise: NoiseClip,
-}
-
-fn parse_spacing(s: &str) -> Result<Spacing, covdiff_core::Error> {
-    s.parse()
-}
-
-fn parse_clip_noise(s: &str) -> Result<NoiseClip, covdiff_core::Error> {
-    s.parse()
 }
