@@ -203,6 +203,7 @@ pub fn nearest_kdct(sigma: &DMatrix<f64>, c: usize, d: usize) -> KdctProjection 
         }
     }
     let sdiag = sigma.diagonal();
+    let scale = sdiag.amax().max(1e-300);
     let mut e = DVector::<f64>::zeros(n);
     let mut a = DMatrix::<f64>::identity(c, c);
     let mut lam = DVector::<f64>::zeros(dd);
@@ -257,7 +258,6 @@ pub fn nearest_kdct(sigma: &DMatrix<f64>, c: usize, d: usize) -> KdctProjection 
                 e[i] = (sdiag[i] - a[(ch, ch)] * glam[p]).max(0.0);
             }
         }
-        let scale = sdiag.amax().max(1e-300);
         if round > 0 && (&e - prev_e).amax().max((&lam - prev_lam).amax()) < FIT_TOL * scale {
             break;
         }
