@@ -2,11 +2,11 @@
 //! (the FID formula in this feature space; no Inception weights exist here)
 //! and its k-NN precision and recall.
 
+use crate::kernels::silu;
 use crate::unet::Conv;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Config, Debug, PartialEq)]

@@ -9,6 +9,7 @@ pub mod backends;
 pub mod classifier;
 pub mod covariance;
 pub mod image;
+pub mod kernels;
 pub mod objectives;
 pub mod spatial;
 pub mod timestep;

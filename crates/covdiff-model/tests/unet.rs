@@ -145,8 +145,9 @@ fn direct_conv(
     y
 }
 
-/// Both routes of our convolution against a direct loop convolution, forward; and the im2col
-/// route's gradients (what training uses) against those of burn's `conv2d` under autodiff.
+/// Every route of our convolution against a direct loop convolution, forward; and the im2col
+/// and host-kernel routes' gradients (what training uses) against those of burn's `conv2d`
+/// under autodiff, also with the input not tracked (the UNet's first convolution).
 #[test]
 fn conv_routes_equal_direct_convolution_and_gradients_match() {
     use burn::backend::Autodiff;
@@ -160,7 +161,7 @@ fn conv_routes_equal_direct_convolution_and_gradients_match() {
         let wv = conv.weight.val().to_data().to_vec::<f32>().unwrap();
         let bv = conv.bias.val().to_data().to_vec::<f32>().unwrap();
         let expected = direct_conv(&xv, [2, 3, size, size], &wv, [4, 3, k, k], &bv, stride, pad);
-        for route in [ConvRoute::Backend, ConvRoute::Im2col] {
+        for route in [ConvRoute::Backend, ConvRoute::Im2col, ConvRoute::Kernel] {
             let y = conv.forward_by(x.clone(), route);
             let got = y.to_data().to_vec::<f32>().unwrap();
             assert_eq!(got.len(), expected.len(), "{route:?} k={k} stride={stride} pad={pad} size={size}");
@@ -170,21 +171,32 @@ fn conv_routes_equal_direct_convolution_and_gradients_match() {
         }
         // Gradients of <g, y> for a fixed random g, by each route under autodiff.
         let g = Tensor::<Ad, 4>::random(conv.forward(x.clone()).dims(), Distribution::Normal(0.0, 1.0), &dev);
-        let grads = |route| {
+        let grads = |route, track_x: bool| {
             let conv = Conv::<Ad>::from_tensors(
                 Tensor::from_inner(conv.weight.val()).require_grad(),
                 Tensor::from_inner(conv.bias.val()).require_grad(),
                 stride,
                 pad,
             );
-            let xa = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let xa = Tensor::<Ad, 4>::from_inner(x.clone());
+            let xa = if track_x { xa.require_grad() } else { xa };
             let gr = (conv.forward_by(xa.clone(), route) * g.clone()).sum().backward();
-            [xa.grad(&gr).unwrap().flatten::<1>(0, 3), conv.weight.val().grad(&gr).unwrap().flatten::<1>(0, 3)]
+            let dx = xa.grad(&gr).map(|d| d.flatten::<1>(0, 3));
+            let dw = conv.weight.val().grad(&gr).unwrap().flatten::<1>(0, 3);
+            let db = conv.bias.val().grad(&gr).unwrap();
+            (dx, [dw, db])
         };
-        let (ours, reference) = (grads(ConvRoute::Im2col), grads(ConvRoute::Backend));
-        for (name, (a, b)) in ["x", "weight"].iter().zip(ours.into_iter().zip(reference)) {
-            let diff = (a - b).abs().max().into_scalar();
-            assert!(diff < 1e-4, "d/d{name}, k={k} stride={stride} pad={pad} size={size}: {diff}");
+        for route in [ConvRoute::Im2col, ConvRoute::Kernel] {
+            for track_x in [true, false] {
+                let ((dx, ours), (dx_ref, reference)) = (grads(route, track_x), grads(ConvRoute::Backend, track_x));
+                assert_eq!(dx.is_some(), track_x, "{route:?}: a gradient for x exactly when x is tracked");
+                let pairs = dx.into_iter().zip(dx_ref).chain(ours.into_iter().zip(reference));
+                let names = if track_x { vec!["x", "weight", "bias"] } else { vec!["weight", "bias"] };
+                for (name, (a, b)) in names.iter().zip(pairs) {
+                    let diff = (a - b).abs().max().into_scalar();
+                    assert!(diff < 1e-4, "{route:?} d/d{name}, k={k} stride={stride} pad={pad} size={size}: {diff}");
+                }
+            }
         }
     }
 }

@@ -4,12 +4,13 @@
 //! MLP ("MLP_mid"). Positive outputs are `softplus + floor`.
 
 use crate::covariance::{AnyCovariance, Diagonal, KDct, LowRank};
+use crate::kernels::silu;
 use crate::spatial::{dct_matrix, SpatialBasis};
 use crate::unet::{group_norm, Conv, UNetConfig};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{silu, softplus};
+use burn::tensor::activation::softplus;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -4,9 +4,10 @@
 
 use super::conv::Conv;
 use super::norm::group_norm;
+use crate::kernels::silu;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{backend::Backend, Tensor};
 
 fn conv3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv<B> {

@@ -1,8 +1,10 @@
 //! 2D convolution, `y = W * x + b` (torch's `Conv2d`, cross-correlation).
 //!
-//! Two routes, chosen by measurement (`covdiff bench model`, tiny UNet's
+//! Three routes, chosen by measurement (`covdiff bench model`, tiny UNet's
 //! first-level 3x3 conv, 16 x 32 x 28 x 28, flex on 2 cores):
-//! - without autodiff (sampling, frozen networks), the backend's own `conv2d`:
+//! - on flex, with or without autodiff, covdiff's host kernel
+//!   (`kernels::conv2d`: per-image im2col and gemm, and its own backward);
+//! - elsewhere without autodiff (GPUs), the backend's own `conv2d`:
 //!   3.6 ms forward against 4.2 ms for the im2col below;
 //! - under autodiff, an explicit im2col (k^2 shifted slices of the padded
 //!   input) and one matmul: 33 ms forward + backward against 40 ms for
@@ -42,10 +44,16 @@ impl<B: Backend> Conv<B> {
         Self { weight: Param::from_tensor(weight), bias: Param::from_tensor(bias), stride, padding }
     }
 
-    /// `y = W * x + b`, by the route that measured faster: the backend's `conv2d` without
-    /// autodiff, the im2col below under it.
+    /// `y = W * x + b`, by the route that measured faster: the host kernel on flex, else the
+    /// backend's `conv2d` without autodiff and the im2col below under it.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let route = if B::ad_enabled(&x.device()) { ConvRoute::Im2col } else { ConvRoute::Backend };
+        let route = if crate::kernels::has_conv_kernel::<B>() {
+            ConvRoute::Kernel
+        } else if B::ad_enabled(&x.device()) {
+            ConvRoute::Im2col
+        } else {
+            ConvRoute::Backend
+        };
         self.forward_by(x, route)
     }
 
@@ -58,6 +66,13 @@ impl<B: Backend> Conv<B> {
                 conv2d(x, self.weight.val(), Some(self.bias.val()), options)
             }
             ConvRoute::Im2col => self.im2col(x),
+            ConvRoute::Kernel => {
+                let (w, b) = (self.weight.val(), self.bias.val());
+                match crate::kernels::conv2d(&x, &w, &b, self.stride, self.padding) {
+                    Some(y) => y,
+                    None => self.im2col(x),
+                }
+            }
         }
     }
 
@@ -109,6 +124,8 @@ pub enum ConvRoute {
     Backend,
     /// Explicit im2col and one matrix product.
     Im2col,
+    /// covdiff's host kernel (`kernels::conv2d`) where the backend has one, else `Im2col`.
+    Kernel,
 }
 
 /// Every `s`-th row and column from the first: a stride-`s` convolution is the

@@ -15,12 +15,12 @@ pub use blocks::{Attention, DownBlock, MidBlock, ResnetBlock2D, TimestepEmbeddin
 pub use conv::{Conv, ConvRoute};
 pub use norm::group_norm;
 
+use crate::kernels::silu;
 use crate::timestep::sinusoidal;
 use blocks::{BlockSettings, UpChannels};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 /// The shape of a UNet.

@@ -1,0 +1,146 @@
+//! The host kernels as burn-flex operations, and as `Autodiff<Flex>` operations with their
+//! own backward steps (burn-autodiff's backend-extension API).
+
+use super::host::{self, ConvGeometry};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, TensorData};
+
+/// The primitive of `Autodiff<Flex>`: a `FlexTensor` and its graph node.
+pub(super) type AdTensor = FloatTensor<Autodiff<Flex>>;
+
+/// `t` as a contiguous `f32` slice (copied only when it is a strided view), or `None` for
+/// another dtype.
+fn contiguous(t: FlexTensor) -> Option<FlexTensor> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    Some(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+/// `t`, contiguous, for a tensor the caller has checked to be `f32`.
+fn checked(t: FlexTensor) -> FlexTensor {
+    contiguous(t).expect("the dispatcher passes f32 tensors only")
+}
+
+/// `silu(x)`, for an `f32` tensor.
+pub(super) fn silu(x: FlexTensor) -> FlexTensor {
+    let x = checked(x);
+    tensor(host::silu(slice(&x)), shape(&x))
+}
+
+#[derive(Debug)]
+struct SiluBackward;
+
+impl Backward<Flex, 1> for SiluBackward {
+    /// The input, contiguous.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = checked(g);
+            tensor(host::silu_backward(slice(&x), slice(&g)), shape(&x))
+        });
+    }
+}
+
+/// `silu(x)` under autodiff, for an `f32` tensor, with the backward step `g silu'(x)`.
+pub(super) fn silu_autodiff(x: AdTensor) -> AdTensor {
+    let input = checked(x.primitive.clone());
+    let y = tensor(host::silu(slice(&input)), shape(&input));
+    match SiluBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(input, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The convolution's operands, contiguous, with its geometry; `None` for another dtype or a
+/// layout the host kernel does not cover (a non-square kernel, groups, channels that differ).
+fn conv_operands(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    stride: usize,
+    pad: usize,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor, ConvGeometry)> {
+    let (x, weight, bias) = (contiguous(x.clone())?, contiguous(weight.clone())?, contiguous(bias.clone())?);
+    let (xs, ws, bs) = (shape(&x), shape(&weight), shape(&bias));
+    let (&[batch, cin, h, w], &[cout, wcin, k, k2], &[bn]) = (&xs[..], &ws[..], &bs[..]) else { return None };
+    let fits = wcin == cin && k == k2 && bn == cout && stride >= 1 && h + 2 * pad >= k && w + 2 * pad >= k;
+    fits.then_some((x, weight, bias, ConvGeometry { batch, cin, h, w, cout, k, stride, pad }))
+}
+
+fn conv_output(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let (ho, wo) = g.out_hw();
+    tensor(host::conv2d(slice(x), slice(weight), slice(bias), g), vec![g.batch, g.cout, ho, wo])
+}
+
+/// `W * x + b`, or `None` when [`conv_operands`] refuses the operands.
+pub(super) fn conv2d(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    stride: usize,
+    pad: usize,
+) -> Option<FlexTensor> {
+    let (x, weight, bias, g) = conv_operands(x, weight, bias, stride, pad)?;
+    Some(conv_output(&x, &weight, &bias, &g))
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    /// The input and weights, contiguous, and the geometry.
+    type State = (FlexTensor, FlexTensor, ConvGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight, g) = ops.state;
+        let dy = checked(grads.consume::<Flex>(&ops.node));
+        let [px, pw, pb] = ops.parents;
+        let want = [px.is_some(), pw.is_some(), pb.is_some()];
+        let d = host::conv2d_backward(slice(&x), slice(&weight), slice(&dy), &g, want);
+        let parts = [(px, d.x, shape(&x)), (pw, d.weight, shape(&weight)), (pb, d.bias, vec![g.cout])];
+        for (parent, grad, dims) in parts {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(node.id, tensor(grad, dims));
+            }
+        }
+    }
+}
+
+/// `W * x + b` under autodiff, with [`host::conv2d_backward`] as its backward step; `None` when
+/// [`conv_operands`] refuses the operands.
+pub(super) fn conv2d_autodiff(
+    x: &AdTensor,
+    weight: &AdTensor,
+    bias: &AdTensor,
+    stride: usize,
+    pad: usize,
+) -> Option<AdTensor> {
+    let (xp, wp, bp, g) = conv_operands(&x.primitive, &weight.primitive, &bias.primitive, stride, pad)?;
+    let y = conv_output(&xp, &wp, &bp, &g);
+    let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+    Some(match ConvBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((xp, wp, g), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    })
+}

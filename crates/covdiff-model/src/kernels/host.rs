@@ -1,0 +1,590 @@
+//! Host kernels on contiguous `f32` slices: SiLU and 2D convolution, forward
+//! and backward. They know nothing of burn; `kernels::flex` wraps them as
+//! burn-flex (and `Autodiff<Flex>`) operations.
+//!
+//! - SiLU, `silu(x) = x sigma(x)`, with an exponential that compilers
+//!   vectorise (burn-flex calls scalar libm `expf`, a quarter of the UNet's
+//!   forward in the profile of issue #8).
+//! - Convolution by per-image im2col and one `gemm` per image written
+//!   straight into the NCHW output: no NHWC round trip, no transposed
+//!   scatter, and strided convolutions read only the positions they keep.
+//!
+//! Natively, work is split over images (or over slice chunks) with rayon; in
+//! the browser (one thread) it runs in order.
+
+use gemm::Parallelism;
+
+/// Elements per parallel chunk of the elementwise kernels.
+const CHUNK: usize = 1 << 14;
+
+/// `e^r` for `|r| <= ln(2) / 2`: its Taylor series to degree 7, truncation error below
+/// `(ln 2 / 2)^8 / 8! < 1e-8` relative.
+#[inline(always)]
+fn exp_reduced(r: f32) -> f32 {
+    const C: [f32; 8] = [1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
+    let mut p = C[7];
+    for &c in C[..7].iter().rev() {
+        p = p * r + c;
+    }
+    p
+}
+
+/// `e^x`, with `x` clamped to `[-87, 88]` (so `2^n` stays a normal number): `x = n ln 2 + r`
+/// with `n` rounded to nearest by the `1.5 * 2^23` trick (no `round` call, so it vectorises)
+/// and `r` by Cody and Waite's two-part `ln 2` (exact to f32 rounding), `2^n` built from its
+/// exponent bits.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    exp_reduced(r) * scale
+}
+
+/// `sigma(x) = 1 / (1 + e^-x)`.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn silu_body(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = x * sigmoid(x);
+    }
+}
+
+/// `d silu / dx = sigma(x) (1 + x (1 - sigma(x)))`, times the incoming gradient.
+#[inline(always)]
+fn silu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+        let s = sigmoid(x);
+        *o = g * s * (1.0 + x * (1.0 - s));
+    }
+}
+
+/// Defines `$name`, which runs `$body` compiled for AVX-512 or AVX2 where the processor has
+/// them (the same code, vectorised wider), else for the build's baseline.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) => $body:ident) => {
+        $(#[$doc])*
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn wide($($a: $t),*) {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn mid($($a: $t),*) {
+                    $body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the processor has AVX-512F, checked just above.
+                    return unsafe { wide($($a),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the processor has AVX2 and FMA, checked just above.
+                    return unsafe { mid($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
+multiversion!(fn silu_kernel(x: &[f32], y: &mut [f32]) => silu_body);
+multiversion!(fn silu_backward_kernel(x: &[f32], g: &[f32], out: &mut [f32]) => silu_backward_body);
+
+/// `y = silu(x)`, elementwise.
+pub fn silu(x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for_chunks(&mut y, |start, out| silu_kernel(&x[start..start + out.len()], out));
+    y
+}
+
+/// `g silu'(x)`, elementwise.
+pub fn silu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.len(), "silu_backward: x and its gradient differ in length");
+    let mut out = vec![0.0; x.len()];
+    for_chunks(&mut out, |start, out| {
+        let end = start + out.len();
+        silu_backward_kernel(&x[start..end], &g[start..end], out)
+    });
+    out
+}
+
+/// Calls `f(offset, chunk)` on chunks of `out`, in parallel natively.
+fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    }
+    #[cfg(target_arch = "wasm32")]
+    for (i, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        f(i * CHUNK, chunk);
+    }
+}
+
+/// The geometry of a 2D convolution: input `[batch, cin, h, w]`, weights `[cout, cin, k, k]`,
+/// zero padding `pad` on every side, stride `stride` (groups 1, dilation 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    /// Output height and width, `(h + 2 pad - k) / stride + 1`.
+    pub fn out_hw(&self) -> (usize, usize) {
+        let o = |n: usize| (n + 2 * self.pad - self.k) / self.stride + 1;
+        (o(self.h), o(self.w))
+    }
+
+    /// Rows of the im2col matrix, `cin k^2`.
+    fn taps(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    /// Output pixels per image.
+    fn pixels(&self) -> usize {
+        let (ho, wo) = self.out_hw();
+        ho * wo
+    }
+
+    /// A 1x1, stride-1, unpadded convolution reads the image as its own im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Input index `x[c, iy, ix]` of tap `(di, dj)` at output row `oy`, column `ox`, or `None`
+    /// in the padding.
+    #[inline(always)]
+    fn source(&self, oy: usize, di: usize) -> Option<usize> {
+        (oy * self.stride + di).checked_sub(self.pad).filter(|&i| i < self.h)
+    }
+
+    /// For tap column `dj`: the output columns `ox` whose input column lies inside the image.
+    fn valid_cols(&self, dj: usize, wo: usize) -> std::ops::Range<usize> {
+        let s = self.stride;
+        let first = self.pad.saturating_sub(dj).div_ceil(s);
+        // ox s + dj - pad < w  <=>  ox < (w + pad - dj) / s, rounded up.
+        let end = (self.w + self.pad).saturating_sub(dj).div_ceil(s).min(wo);
+        first.min(end)..end
+    }
+}
+
+/// `col[(c, di, dj), (oy, ox)] = x[c, oy s + di - pad, ox s + dj - pad]` (zero in the padding),
+/// for one image: a `cin k^2 x ho wo` matrix, row-major.
+fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
+    let (ho, wo) = g.out_hw();
+    let (k, s) = (g.k, g.stride);
+    for c in 0..g.cin {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for di in 0..k {
+            for dj in 0..k {
+                let row = &mut col[((c * k + di) * k + dj) * ho * wo..][..ho * wo];
+                let cols = g.valid_cols(dj, wo);
+                for oy in 0..ho {
+                    let out = &mut row[oy * wo..(oy + 1) * wo];
+                    let Some(iy) = g.source(oy, di) else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let line = &plane[iy * g.w..(iy + 1) * g.w];
+                    out[..cols.start].fill(0.0);
+                    out[cols.end..].fill(0.0);
+                    let x0 = cols.start * s + dj - g.pad;
+                    if s == 1 {
+                        out[cols.clone()].copy_from_slice(&line[x0..x0 + cols.len()]);
+                    } else {
+                        for (o, ox) in out[cols.clone()].iter_mut().zip(0..) {
+                            *o = line[x0 + ox * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx[c, iy, ix] += col[(c, di, dj), (oy, ox)]` over every tap that
+/// read `(iy, ix)`; `dx` starts at zero.
+fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
+    let (ho, wo) = g.out_hw();
+    let (k, s) = (g.k, g.stride);
+    dx.fill(0.0);
+    for c in 0..g.cin {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for di in 0..k {
+            for dj in 0..k {
+                let row = &col[((c * k + di) * k + dj) * ho * wo..][..ho * wo];
+                let cols = g.valid_cols(dj, wo);
+                for oy in 0..ho {
+                    let Some(iy) = g.source(oy, di) else { continue };
+                    let line = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let src = &row[oy * wo + cols.start..oy * wo + cols.end];
+                    let x0 = cols.start * s + dj - g.pad;
+                    if s == 1 {
+                        for (d, &v) in line[x0..x0 + src.len()].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (i, &v) in src.iter().enumerate() {
+                            line[x0 + i * s] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major matrix view for [`matmul`]: `rows x cols`, element `(i, j)` at
+/// `i row_stride + j col_stride`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self { data, row_stride: cols, col_stride: 1 }
+    }
+    /// The transpose of a row-major `rows x cols` matrix.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self { data, row_stride: 1, col_stride: cols }
+    }
+}
+
+/// `dst (m x n, row-major) = [dst +] lhs (m x k) rhs (k x n)`, by the gemm crate (burn-flex's
+/// own matrix kernel).
+fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, [m, k, n]: [usize; 3], threads: Parallelism) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    let reach = |v: &View, r: usize, c: usize| (r.max(1) - 1) * v.row_stride + (c.max(1) - 1) * v.col_stride;
+    assert!(m * k == 0 || reach(&lhs, m, k) < lhs.data.len(), "matmul: lhs too small");
+    assert!(k * n == 0 || reach(&rhs, k, n) < rhs.data.len(), "matmul: rhs too small");
+    // SAFETY: the three views are in bounds (asserted above), `dst` is exclusively borrowed and
+    // does not alias the shared `lhs` and `rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
+
+/// How to spread per-image work: over images when there are at least as many images as
+/// threads (each product single-threaded), else image by image with threaded products.
+fn split(batch: usize) -> (bool, Parallelism) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && batch < threads {
+            return (false, Parallelism::Rayon(threads));
+        }
+        (threads > 1, Parallelism::None)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = batch;
+        (false, Parallelism::None)
+    }
+}
+
+/// Runs `f(i, chunk_i)` for every image's `len`-sized chunk of `out`, over images in parallel
+/// when `parallel`.
+fn per_image(out: &mut [f32], len: usize, parallel: bool, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if len == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    if parallel {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let _ = parallel;
+    out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// `y = W * x + b` (cross-correlation, torch's `Conv2d`): `y_i = W col(x_i) + b` per image, a
+/// `cout x (cin k^2)` by `(cin k^2) x (ho wo)` product written in place into `y`'s NCHW layout.
+pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (taps, pixels) = (g.taps(), g.pixels());
+    let image = g.cin * g.h * g.w;
+    assert_eq!(x.len(), g.batch * image, "conv2d: input size");
+    assert_eq!(weight.len(), g.cout * taps, "conv2d: weight size");
+    assert_eq!(bias.len(), g.cout, "conv2d: bias size");
+    let mut y = vec![0.0; g.batch * g.cout * pixels];
+    let (parallel, threads) = split(g.batch);
+    per_image(&mut y, g.cout * pixels, parallel, |i, out| {
+        for (row, &b) in out.chunks_mut(pixels).zip(bias) {
+            row.fill(b);
+        }
+        let xi = &x[i * image..(i + 1) * image];
+        let w = View::rows(weight, taps);
+        if g.is_pointwise() {
+            matmul(out, true, w, View::rows(xi, pixels), [g.cout, taps, pixels], threads);
+        } else {
+            let mut col = vec![0.0; taps * pixels];
+            im2col(xi, g, &mut col);
+            matmul(out, true, w, View::rows(&col, pixels), [g.cout, taps, pixels], threads);
+        }
+    });
+    y
+}
+
+/// The gradients of [`conv2d`] given `dy = dL/dy`, each computed only when asked for:
+/// - `dx_i = col2im(W^T dy_i)`;
+/// - `dW = sum_i dy_i col(x_i)^T`;
+/// - `db = sum over images and pixels of dy`.
+pub struct ConvGradients {
+    pub x: Option<Vec<f32>>,
+    pub weight: Option<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// See [`ConvGradients`]; `want` says which of `(x, weight, bias)` to compute.
+pub fn conv2d_backward(x: &[f32], weight: &[f32], dy: &[f32], g: &ConvGeometry, want: [bool; 3]) -> ConvGradients {
+    let (taps, pixels) = (g.taps(), g.pixels());
+    let image = g.cin * g.h * g.w;
+    let out_image = g.cout * pixels;
+    assert_eq!(x.len(), g.batch * image, "conv2d_backward: input size");
+    assert_eq!(weight.len(), g.cout * taps, "conv2d_backward: weight size");
+    assert_eq!(dy.len(), g.batch * out_image, "conv2d_backward: output gradient size");
+    let (parallel, threads) = split(g.batch);
+
+    let dx = want[0].then(|| {
+        let mut dx = vec![0.0; g.batch * image];
+        per_image(&mut dx, image, parallel, |i, dxi| {
+            let dyi = View::rows(&dy[i * out_image..(i + 1) * out_image], pixels);
+            let wt = View::transposed(weight, taps);
+            if g.is_pointwise() {
+                matmul(dxi, false, wt, dyi, [taps, g.cout, pixels], threads);
+            } else {
+                let mut col = vec![0.0; taps * pixels];
+                matmul(&mut col, false, wt, dyi, [taps, g.cout, pixels], threads);
+                col2im(&col, g, dxi);
+            }
+        });
+        dx
+    });
+
+    let dw = want[1].then(|| {
+        // One partial sum per image block, added at the end.
+        let blocks = if parallel { threads_available().min(g.batch) } else { 1 };
+        let per = g.batch.div_ceil(blocks);
+        let mut partial = vec![0.0; blocks * g.cout * taps];
+        per_image(&mut partial, g.cout * taps, parallel, |blk, acc| {
+            let mut col = vec![0.0; if g.is_pointwise() { 0 } else { taps * pixels }];
+            for i in blk * per..((blk + 1) * per).min(g.batch) {
+                let dyi = View::rows(&dy[i * out_image..(i + 1) * out_image], pixels);
+                let xi = &x[i * image..(i + 1) * image];
+                let colt = if g.is_pointwise() {
+                    View::transposed(xi, pixels)
+                } else {
+                    im2col(xi, g, &mut col);
+                    View::transposed(&col, pixels)
+                };
+                matmul(acc, i > blk * per, dyi, colt, [g.cout, pixels, taps], threads);
+            }
+        });
+        let (first, rest) = partial.split_at_mut(g.cout * taps);
+        for block in rest.chunks(g.cout * taps) {
+            for (a, &b) in first.iter_mut().zip(block) {
+                *a += b;
+            }
+        }
+        partial.truncate(g.cout * taps);
+        partial
+    });
+
+    let db = want[2].then(|| {
+        let mut db = vec![0.0f64; g.cout];
+        for img in dy.chunks(out_image) {
+            for (d, row) in db.iter_mut().zip(img.chunks(pixels)) {
+                *d += row.iter().map(|&v| v as f64).sum::<f64>();
+            }
+        }
+        db.into_iter().map(|v| v as f32).collect()
+    });
+
+    ConvGradients { x: dx, weight: dw, bias: db }
+}
+
+fn threads_available() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution by its definition, in f64.
+    fn direct(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let (ho, wo) = g.out_hw();
+        let mut y = vec![0.0; g.batch * g.cout * ho * wo];
+        for n in 0..g.batch {
+            for o in 0..g.cout {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut acc = b[o] as f64;
+                        for c in 0..g.cin {
+                            for di in 0..g.k {
+                                for dj in 0..g.k {
+                                    let iy = (oy * g.stride + di) as isize - g.pad as isize;
+                                    let ix = (ox * g.stride + dj) as isize - g.pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.cin + c) * g.h + iy as usize) * g.w + ix as usize];
+                                    acc += w[((o * g.cin + c) * g.k + di) * g.k + dj] as f64 * xv as f64;
+                                }
+                            }
+                        }
+                        y[((n * g.cout + o) * ho + oy) * wo + ox] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |batch, cin, h, w, cout, k, stride, pad| ConvGeometry { batch, cin, h, w, cout, k, stride, pad };
+        vec![
+            g(3, 2, 7, 5, 4, 3, 1, 1),
+            g(2, 3, 8, 8, 5, 3, 2, 1),
+            g(2, 3, 7, 9, 2, 3, 2, 1),
+            g(1, 4, 6, 6, 3, 1, 1, 0),
+            g(2, 2, 5, 5, 3, 3, 1, 0),
+            g(4, 1, 6, 4, 2, 5, 1, 2),
+        ]
+    }
+
+    #[test]
+    fn conv_matches_the_definition() {
+        for g in geometries() {
+            let x = values(g.batch * g.cin * g.h * g.w, 1);
+            let w = values(g.cout * g.cin * g.k * g.k, 2);
+            let b = values(g.cout, 3);
+            let ours = conv2d(&x, &w, &b, &g);
+            let truth = direct(&x, &w, &b, &g);
+            assert_eq!(ours.len(), truth.len(), "{g:?}");
+            for (a, t) in ours.iter().zip(&truth) {
+                assert!((*a as f64 - t).abs() < 1e-5, "{g:?}: {a} vs {t}");
+            }
+        }
+    }
+
+    /// Each gradient is checked as the adjoint of the (linear) convolution: for a random `dy`,
+    /// `<dy, conv(x + e_j)> - <dy, conv(x)>` is the `j`-th entry of the gradient, computed by
+    /// the definition above.
+    #[test]
+    fn conv_gradients_match_finite_differences_of_the_definition() {
+        for g in geometries() {
+            let x = values(g.batch * g.cin * g.h * g.w, 4);
+            let w = values(g.cout * g.cin * g.k * g.k, 5);
+            let b = values(g.cout, 6);
+            let y0 = direct(&x, &w, &b, &g);
+            let dy = values(y0.len(), 7);
+            let loss = |y: &[f64]| y.iter().zip(&dy).map(|(a, &d)| a * d as f64).sum::<f64>();
+            let l0 = loss(&y0);
+            let grads = conv2d_backward(&x, &w, &dy, &g, [true, true, true]);
+            // The convolution is affine in each argument, so a unit step gives the exact partial.
+            let check = |ours: &[f32], n: usize, perturbed: &dyn Fn(usize) -> Vec<f64>| {
+                assert_eq!(ours.len(), n, "{g:?}");
+                for (j, &o) in ours.iter().enumerate() {
+                    let truth = loss(&perturbed(j)) - l0;
+                    assert!((o as f64 - truth).abs() < 1e-4, "{g:?} entry {j}: {o} vs {truth}");
+                }
+            };
+            check(grads.x.as_ref().unwrap(), x.len(), &|j| {
+                let mut x = x.clone();
+                x[j] += 1.0;
+                direct(&x, &w, &b, &g)
+            });
+            check(grads.weight.as_ref().unwrap(), w.len(), &|j| {
+                let mut w = w.clone();
+                w[j] += 1.0;
+                direct(&x, &w, &b, &g)
+            });
+            check(grads.bias.as_ref().unwrap(), b.len(), &|j| {
+                let mut b = b.clone();
+                b[j] += 1.0;
+                direct(&x, &w, &b, &g)
+            });
+        }
+    }
+
+    #[test]
+    fn exp_and_silu_match_libm() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.025).collect();
+        // exp is exact only inside its clamp, [-87, 88]; silu is checked everywhere.
+        for &x in xs.iter().filter(|x| x.abs() <= 87.0) {
+            let (ours, truth) = (exp(x) as f64, (x as f64).exp());
+            assert!(((ours - truth) / truth).abs() < 4e-7, "exp({x}): {ours} vs {truth}");
+        }
+        let y = silu(&xs);
+        let g = values(xs.len(), 8);
+        let dx = silu_backward(&xs, &g);
+        for ((&x, &y), (&g, &dx)) in xs.iter().zip(&y).zip(g.iter().zip(&dx)) {
+            let x = x as f64;
+            let s = 1.0 / (1.0 + (-x).exp());
+            assert!((y as f64 - x * s).abs() < 1e-6 * (1.0 + x.abs()), "silu({x})");
+            let truth = g as f64 * s * (1.0 + x * (1.0 - s));
+            assert!((dx as f64 - truth).abs() < 1e-6, "silu'({x})");
+        }
+        // Far tails: no overflow to NaN.
+        let tails = silu(&[-1e4, 1e4]);
+        assert!(tails[0] <= 0.0 && tails[0] > -1e-30 && tails[1] == 1e4, "{tails:?}");
+    }
+}

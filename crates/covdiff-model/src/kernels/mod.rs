@@ -1,0 +1,163 @@
+//! Fused CPU kernels for the operations that dominate the UNet on burn-flex
+//! (issue #8's profile): SiLU and 2D convolution, forward and backward.
+//!
+//! The functions here take and return burn tensors for any backend. On
+//! `Flex` and `Autodiff<Flex>` they run covdiff's host kernels (`host`,
+//! checked against their definitions); on every other backend (wgpu, CUDA,
+//! ndarray) they return `None` or call burn's own operation, so GPU code
+//! paths are unchanged. The backend is recognised at run time by its
+//! `TypeId`, so model code stays generic over `B: Backend`.
+
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+pub mod host;
+
+use burn::tensor::{backend::Backend, Tensor};
+
+/// `silu(x) = x sigma(x)`, by covdiff's vectorised kernel on flex (with its own backward step
+/// under autodiff), by burn's elsewhere.
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match dispatch::silu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::silu(x)
+}
+
+/// Whether [`conv2d`] has a host kernel for backend `B` (flex, with or without autodiff).
+pub fn has_conv_kernel<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        dispatch::Route::of::<B>().is_some()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
+/// `y = W * x + b` (torch's `Conv2d`: square kernel, zero padding `padding`, stride `stride`,
+/// one group), by covdiff's host kernel, or `None` when [`has_conv_kernel`] is false or the
+/// operands are not `f32` with matching shapes.
+pub fn conv2d<B: Backend>(
+    x: &Tensor<B, 4>,
+    weight: &Tensor<B, 4>,
+    bias: &Tensor<B, 1>,
+    stride: usize,
+    padding: usize,
+) -> Option<Tensor<B, 4>> {
+    #[cfg(feature = "flex")]
+    {
+        dispatch::conv2d(x, weight, bias, stride, padding)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (x, weight, bias, stride, padding);
+        None
+    }
+}
+
+#[cfg(feature = "flex")]
+mod dispatch {
+    use super::flex::{self, AdTensor};
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{backend::Backend, DType, Tensor, TensorPrimitive};
+    use std::any::{Any, TypeId};
+
+    /// The backends with host kernels.
+    pub enum Route {
+        Flex,
+        AutodiffFlex,
+    }
+
+    impl Route {
+        pub fn of<B: Backend>() -> Option<Self> {
+            let id = TypeId::of::<B>();
+            if id == TypeId::of::<Flex>() {
+                Some(Self::Flex)
+            } else if id == TypeId::of::<Autodiff<Flex>>() {
+                Some(Self::AutodiffFlex)
+            } else {
+                None
+            }
+        }
+    }
+
+    /// `t` as a `U`, when `T` and `U` are the same type (checked by `TypeId` before every
+    /// call); `t` back otherwise.
+    fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
+        let mut slot = Some(t);
+        let taken = (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>().and_then(Option::take);
+        match (taken, slot) {
+            (Some(u), _) => Ok(u),
+            (None, Some(t)) => Err(t),
+            (None, None) => unreachable!("the slot is emptied only by a successful downcast"),
+        }
+    }
+
+    fn primitive<B: Backend, const D: usize>(x: Tensor<B, D>) -> FloatTensor<B> {
+        x.into_primitive().tensor()
+    }
+
+    fn wrap<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+        Tensor::from_primitive(TensorPrimitive::Float(p))
+    }
+
+    /// `f` applied to `x`'s primitive as a `P`, when `B`'s primitive is one; `x` back otherwise.
+    fn through<B: Backend, P: 'static, const D: usize>(
+        x: Tensor<B, D>,
+        f: impl FnOnce(P) -> P,
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        let p = cast::<_, P>(primitive(x)).map_err(wrap)?;
+        let back = cast::<P, FloatTensor<B>>(f(p));
+        Ok(wrap(back.unwrap_or_else(|_| unreachable!("a primitive cast back to the type it came from"))))
+    }
+
+    pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        if x.dtype() != DType::F32 {
+            return Err(x);
+        }
+        match Route::of::<B>() {
+            Some(Route::Flex) => through::<B, FlexTensor, D>(x, flex::silu),
+            Some(Route::AutodiffFlex) => through::<B, AdTensor, D>(x, flex::silu_autodiff),
+            None => Err(x),
+        }
+    }
+
+    /// A borrowed primitive as a `P`, cloned (primitives are reference-counted handles).
+    fn peek<B: Backend, P: Clone + 'static, const D: usize>(x: &Tensor<B, D>) -> Option<P> {
+        cast::<_, P>(primitive(x.clone())).ok()
+    }
+
+    pub fn conv2d<B: Backend>(
+        x: &Tensor<B, 4>,
+        weight: &Tensor<B, 4>,
+        bias: &Tensor<B, 1>,
+        stride: usize,
+        padding: usize,
+    ) -> Option<Tensor<B, 4>> {
+        let y = match Route::of::<B>()? {
+            Route::Flex => cast::<FlexTensor, FloatTensor<B>>(flex::conv2d(
+                &peek::<B, FlexTensor, 4>(x)?,
+                &peek::<B, FlexTensor, 4>(weight)?,
+                &peek::<B, FlexTensor, 1>(bias)?,
+                stride,
+                padding,
+            )?)
+            .ok(),
+            Route::AutodiffFlex => cast::<AdTensor, FloatTensor<B>>(flex::conv2d_autodiff(
+                &peek::<B, AdTensor, 4>(x)?,
+                &peek::<B, AdTensor, 4>(weight)?,
+                &peek::<B, AdTensor, 1>(bias)?,
+                stride,
+                padding,
+            )?)
+            .ok(),
+        };
+        y.map(wrap)
+    }
+}
