@@ -159,7 +159,8 @@ impl BackendJob for Args {
         let xa = Tensor::<Autodiff<B>, 4>::from_inner(xc.clone()).require_grad();
         let conv = Conv::<B>::new(c0, c0, 3, 1, 1, &device);
         let conv_ad = Conv::<Autodiff<B>>::new(c0, c0, 3, 1, 1, &device);
-        for (name, route) in [("backend", ConvRoute::Backend), ("im2col", ConvRoute::Im2col)] {
+        let routes = [("backend", ConvRoute::Backend), ("im2col", ConvRoute::Im2col), ("kernel", ConvRoute::Kernel)];
+        for (name, route) in routes {
             let fwd = median_ms(self.reps, || {
                 let _ = conv.forward_by(xc.clone(), route);
                 sync();
@@ -184,6 +185,9 @@ impl BackendJob for Args {
         r.ratios.insert("conv forward backend/im2col".into(), c["backend_forward"] / c["im2col_forward"]);
         r.ratios
             .insert("conv fwd+bwd backend/im2col".into(), c["backend_forward_backward"] / c["im2col_forward_backward"]);
+        r.ratios.insert("conv forward kernel/backend".into(), c["kernel_forward"] / c["backend_forward"]);
+        r.ratios
+            .insert("conv fwd+bwd kernel/backend".into(), c["kernel_forward_backward"] / c["backend_forward_backward"]);
         println!("{} UNet on {}, batch {} (median of {} runs, ms)", r.unet, r.backend, r.batch, self.reps);
         println!("sampling step:");
         for (k, v) in &r.sampling_step_ms {

@@ -30,18 +30,21 @@ fn exp_reduced(r: f32) -> f32 {
 }
 
 /// `e^x`, with `x` clamped to `[-87, 88]` (so `2^n` stays a normal number): `x = n ln 2 + r`
-/// with `n` rounded to nearest by the `1.5 * 2^23` trick (no `round` call, so it vectorises)
-/// and `r` by Cody and Waite's two-part `ln 2` (exact to f32 rounding), `2^n` built from its
-/// exponent bits.
+/// with `n` rounded to nearest by adding `1.5 * 2^23` (no `round` call, so it vectorises) and
+/// `r` by Cody and Waite's two-part `ln 2` (exact to f32 rounding). The low mantissa bits of the
+/// shifted sum hold `n` itself, so `2^n`'s exponent bits come without a float-to-int conversion
+/// (whose saturating semantics compilers do not vectorise).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // Bits 0..9 of `shifted` are `n mod 2^9`; the shift keeps exactly those of `n + 127`.
+    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     exp_reduced(r) * scale
 }
 
@@ -251,8 +254,7 @@ fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
     }
 }
 
-/// A row-major matrix view for [`matmul`]: `rows x cols`, element `(i, j)` at
-/// `i row_stride + j col_stride`.
+/// A strided matrix operand for [`matmul`]: element `(i, j)` at `i row_stride + j col_stride`.
 #[derive(Clone, Copy)]
 struct View<'a> {
     data: &'a [f32],
@@ -264,19 +266,44 @@ impl<'a> View<'a> {
     fn rows(data: &'a [f32], cols: usize) -> Self {
         Self { data, row_stride: cols, col_stride: 1 }
     }
-    /// The transpose of a row-major `rows x cols` matrix.
+    /// The transpose of a row-major matrix with `cols` columns.
     fn transposed(data: &'a [f32], cols: usize) -> Self {
         Self { data, row_stride: 1, col_stride: cols }
     }
+    /// The same strides from element `offset` of `data` on.
+    fn strided(data: &'a [f32], offset: usize, row_stride: usize, col_stride: usize) -> Self {
+        Self { data: &data[offset..], row_stride, col_stride }
+    }
 }
 
-/// `dst (m x n, row-major) = [dst +] lhs (m x k) rhs (k x n)`, by the gemm crate (burn-flex's
-/// own matrix kernel).
-fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, [m, k, n]: [usize; 3], threads: Parallelism) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    let reach = |v: &View, r: usize, c: usize| (r.max(1) - 1) * v.row_stride + (c.max(1) - 1) * v.col_stride;
-    assert!(m * k == 0 || reach(&lhs, m, k) < lhs.data.len(), "matmul: lhs too small");
-    assert!(k * n == 0 || reach(&rhs, k, n) < rhs.data.len(), "matmul: rhs too small");
+/// A strided matrix destination for [`matmul`].
+struct Out<'a> {
+    data: &'a mut [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Out<'a> {
+    fn rows(data: &'a mut [f32], cols: usize) -> Self {
+        Self { data, row_stride: cols, col_stride: 1 }
+    }
+    fn strided(data: &'a mut [f32], offset: usize, row_stride: usize, col_stride: usize) -> Self {
+        Self { data: &mut data[offset..], row_stride, col_stride }
+    }
+}
+
+/// The largest offset a strided `rows x cols` matrix reaches, or `None` when it is empty.
+fn reach(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
+    (rows > 0 && cols > 0).then(|| (rows - 1) * row_stride + (cols - 1) * col_stride)
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) rhs (k x n)`, by the gemm crate (burn-flex's own matrix
+/// kernel).
+fn matmul(dst: Out, accumulate: bool, lhs: View, rhs: View, [m, k, n]: [usize; 3], threads: Parallelism) {
+    let fits = |len: usize, r, c, rs, cs| reach(r, c, rs, cs).is_none_or(|last| last < len);
+    assert!(fits(dst.data.len(), m, n, dst.row_stride, dst.col_stride), "matmul: destination too small");
+    assert!(fits(lhs.data.len(), m, k, lhs.row_stride, lhs.col_stride), "matmul: lhs too small");
+    assert!(fits(rhs.data.len(), k, n, rhs.row_stride, rhs.col_stride), "matmul: rhs too small");
     // SAFETY: the three views are in bounds (asserted above), `dst` is exclusively borrowed and
     // does not alias the shared `lhs` and `rhs`.
     unsafe {
@@ -284,9 +311,9 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, [m, k, n]: [u
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst.data.as_mut_ptr(),
+            dst.col_stride as isize,
+            dst.row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -301,6 +328,126 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, [m, k, n]: [u
             false,
             threads,
         );
+    }
+}
+
+/// Stride-1 convolutions as `k^2` shifted products, with no im2col matrix. On the zero-padded
+/// image flattened plane by plane (width `wp = w + 2 pad`, one more zero row at the bottom), the
+/// tap `(di, dj)` of output `(oy, ox)` sits at `(oy wp + ox) + (di wp + dj)`. Computed on the
+/// padded width (`ho x wp` "wide" outputs, the last `k - 1` columns then dropped), every tap is
+/// one contiguous shift of the padded plane: `y_wide += W[:, :, di, dj] shift(x_pad)`, a
+/// `cout x cin` by `cin x ho wp` product reading the padded image in place.
+struct Shifted {
+    wp: usize,
+    /// Elements per padded plane, `(h + 2 pad + 1) wp`.
+    plane: usize,
+    /// Wide outputs per plane, `ho wp`.
+    wide: usize,
+    g: ConvGeometry,
+}
+
+impl Shifted {
+    fn new(g: &ConvGeometry) -> Self {
+        let wp = g.w + 2 * g.pad;
+        let (ho, _) = g.out_hw();
+        Self { wp, plane: (g.h + 2 * g.pad + 1) * wp, wide: ho * wp, g: *g }
+    }
+
+    /// Where tap `t = di k + dj` starts in a padded plane.
+    fn offset(&self, t: usize) -> usize {
+        (t / self.g.k) * self.wp + t % self.g.k
+    }
+
+    /// One image, zero-padded and flattened plane by plane.
+    fn pad(&self, xi: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let mut padded = vec![0.0; g.cin * self.plane];
+        for (src, dst) in xi.chunks(g.h * g.w).zip(padded.chunks_mut(self.plane)) {
+            for (row, line) in src.chunks(g.w).enumerate() {
+                let start = (row + g.pad) * self.wp + g.pad;
+                dst[start..start + g.w].copy_from_slice(line);
+            }
+        }
+        padded
+    }
+
+    /// The interior of padded planes: the adjoint of [`Shifted::pad`].
+    fn unpad(&self, padded: &[f32], out: &mut [f32]) {
+        let g = &self.g;
+        for (src, dst) in padded.chunks(self.plane).zip(out.chunks_mut(g.h * g.w)) {
+            for (row, line) in dst.chunks_mut(g.w).enumerate() {
+                let start = (row + g.pad) * self.wp + g.pad;
+                line.copy_from_slice(&src[start..start + g.w]);
+            }
+        }
+    }
+
+    /// Wide outputs (`channels` planes of `ho x wp`) cropped to `ho x wo`.
+    fn crop(&self, wide: &[f32], out: &mut [f32]) {
+        let (_, wo) = self.g.out_hw();
+        for (src, dst) in wide.chunks(self.wp).zip(out.chunks_mut(wo)) {
+            dst.copy_from_slice(&src[..wo]);
+        }
+    }
+
+    /// `ho x wo` planes widened to `ho x wp` with zeros: the adjoint of [`Shifted::crop`].
+    fn widen(&self, planes: &[f32]) -> Vec<f32> {
+        let (_, wo) = self.g.out_hw();
+        let mut wide = vec![0.0; planes.len() / wo * self.wp];
+        for (src, dst) in planes.chunks(wo).zip(wide.chunks_mut(self.wp)) {
+            dst[..wo].copy_from_slice(src);
+        }
+        wide
+    }
+
+    /// `W[:, :, t]` as a `cout x cin` view of the `[cout, cin, k, k]` weights.
+    fn tap<'a>(&self, weight: &'a [f32], t: usize) -> View<'a> {
+        let kk = self.g.k * self.g.k;
+        View::strided(weight, t, self.g.cin * kk, kk)
+    }
+
+    /// `y_i = sum_t W_t shift_t(x_pad) + b`, cropped.
+    fn forward(&self, xi: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32], threads: Parallelism) {
+        let g = &self.g;
+        let padded = self.pad(xi);
+        let mut wide = vec![0.0; g.cout * self.wide];
+        for (row, &b) in wide.chunks_mut(self.wide).zip(bias) {
+            row.fill(b);
+        }
+        for t in 0..g.k * g.k {
+            let shifted = View::strided(&padded, self.offset(t), self.plane, 1);
+            let dst = Out::rows(&mut wide, self.wide);
+            matmul(dst, true, self.tap(weight, t), shifted, [g.cout, g.cin, self.wide], threads);
+        }
+        self.crop(&wide, out);
+    }
+
+    /// `dx_i = unpad(sum_t shift_t^T (W_t^T dy_wide))`.
+    fn backward_x(&self, dyi: &[f32], weight: &[f32], dxi: &mut [f32], threads: Parallelism) {
+        let g = &self.g;
+        let kk = g.k * g.k;
+        let dy_wide = self.widen(dyi);
+        let mut padded = vec![0.0; g.cin * self.plane];
+        for t in 0..kk {
+            let wt = View::strided(weight, t, kk, g.cin * kk);
+            let dst = Out::strided(&mut padded, self.offset(t), self.plane, 1);
+            matmul(dst, true, wt, View::rows(&dy_wide, self.wide), [g.cin, g.cout, self.wide], threads);
+        }
+        self.unpad(&padded, dxi);
+    }
+
+    /// `dW_t [+]= dy_wide shift_t(x_pad)^T`; the dropped wide columns of `dy_wide` are zero.
+    fn backward_weight(&self, xi: &[f32], dyi: &[f32], acc: &mut [f32], accumulate: bool, threads: Parallelism) {
+        let g = &self.g;
+        let kk = g.k * g.k;
+        let padded = self.pad(xi);
+        let dy_wide = self.widen(dyi);
+        for t in 0..kk {
+            let shifted_t = View::strided(&padded, self.offset(t), 1, self.plane);
+            let dst = Out::strided(acc, t, g.cin * kk, kk);
+            let lhs = View::rows(&dy_wide, self.wide);
+            matmul(dst, accumulate, lhs, shifted_t, [g.cout, self.wide, g.cin], threads);
+        }
     }
 }
 
@@ -338,8 +485,9 @@ fn per_image(out: &mut [f32], len: usize, parallel: bool, f: impl Fn(usize, &mut
     out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-/// `y = W * x + b` (cross-correlation, torch's `Conv2d`): `y_i = W col(x_i) + b` per image, a
-/// `cout x (cin k^2)` by `(cin k^2) x (ho wo)` product written in place into `y`'s NCHW layout.
+/// `y = W * x + b` (cross-correlation, torch's `Conv2d`), per image and written in place into
+/// `y`'s NCHW layout: a 1x1 convolution is one product with the image; a stride-1 one is `k^2`
+/// shifted products ([`Shifted`]); any other is `W col(x_i)` with an im2col matrix.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (taps, pixels) = (g.taps(), g.pixels());
     let image = g.cin * g.h * g.w;
@@ -348,18 +496,23 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: &ConvGeometry) -> Vec<
     assert_eq!(bias.len(), g.cout, "conv2d: bias size");
     let mut y = vec![0.0; g.batch * g.cout * pixels];
     let (parallel, threads) = split(g.batch);
+    let shifted = (g.stride == 1 && !g.is_pointwise()).then(|| Shifted::new(g));
     per_image(&mut y, g.cout * pixels, parallel, |i, out| {
+        let xi = &x[i * image..(i + 1) * image];
+        if let Some(shifted) = &shifted {
+            return shifted.forward(xi, weight, bias, out, threads);
+        }
         for (row, &b) in out.chunks_mut(pixels).zip(bias) {
             row.fill(b);
         }
-        let xi = &x[i * image..(i + 1) * image];
         let w = View::rows(weight, taps);
+        let dst = Out::rows(out, pixels);
         if g.is_pointwise() {
-            matmul(out, true, w, View::rows(xi, pixels), [g.cout, taps, pixels], threads);
+            matmul(dst, true, w, View::rows(xi, pixels), [g.cout, taps, pixels], threads);
         } else {
             let mut col = vec![0.0; taps * pixels];
             im2col(xi, g, &mut col);
-            matmul(out, true, w, View::rows(&col, pixels), [g.cout, taps, pixels], threads);
+            matmul(dst, true, w, View::rows(&col, pixels), [g.cout, taps, pixels], threads);
         }
     });
     y
@@ -369,6 +522,8 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: &ConvGeometry) -> Vec<
 /// - `dx_i = col2im(W^T dy_i)`;
 /// - `dW = sum_i dy_i col(x_i)^T`;
 /// - `db = sum over images and pixels of dy`.
+///
+/// Stride-1 convolutions use the same shifted products as the forward ([`Shifted`]).
 pub struct ConvGradients {
     pub x: Option<Vec<f32>>,
     pub weight: Option<Vec<f32>>,
@@ -384,17 +539,21 @@ pub fn conv2d_backward(x: &[f32], weight: &[f32], dy: &[f32], g: &ConvGeometry, 
     assert_eq!(weight.len(), g.cout * taps, "conv2d_backward: weight size");
     assert_eq!(dy.len(), g.batch * out_image, "conv2d_backward: output gradient size");
     let (parallel, threads) = split(g.batch);
+    let shifted = (g.stride == 1 && !g.is_pointwise()).then(|| Shifted::new(g));
 
     let dx = want[0].then(|| {
         let mut dx = vec![0.0; g.batch * image];
         per_image(&mut dx, image, parallel, |i, dxi| {
-            let dyi = View::rows(&dy[i * out_image..(i + 1) * out_image], pixels);
-            let wt = View::transposed(weight, taps);
+            let dy_i = &dy[i * out_image..(i + 1) * out_image];
+            if let Some(shifted) = &shifted {
+                return shifted.backward_x(dy_i, weight, dxi, threads);
+            }
+            let (wt, dyi) = (View::transposed(weight, taps), View::rows(dy_i, pixels));
             if g.is_pointwise() {
-                matmul(dxi, false, wt, dyi, [taps, g.cout, pixels], threads);
+                matmul(Out::rows(dxi, pixels), false, wt, dyi, [taps, g.cout, pixels], threads);
             } else {
                 let mut col = vec![0.0; taps * pixels];
-                matmul(&mut col, false, wt, dyi, [taps, g.cout, pixels], threads);
+                matmul(Out::rows(&mut col, pixels), false, wt, dyi, [taps, g.cout, pixels], threads);
                 col2im(&col, g, dxi);
             }
         });
@@ -407,17 +566,23 @@ pub fn conv2d_backward(x: &[f32], weight: &[f32], dy: &[f32], g: &ConvGeometry, 
         let per = g.batch.div_ceil(blocks);
         let mut partial = vec![0.0; blocks * g.cout * taps];
         per_image(&mut partial, g.cout * taps, parallel, |blk, acc| {
-            let mut col = vec![0.0; if g.is_pointwise() { 0 } else { taps * pixels }];
+            let mut col = vec![0.0; if g.is_pointwise() || shifted.is_some() { 0 } else { taps * pixels }];
             for i in blk * per..((blk + 1) * per).min(g.batch) {
-                let dyi = View::rows(&dy[i * out_image..(i + 1) * out_image], pixels);
+                let dy_i = &dy[i * out_image..(i + 1) * out_image];
                 let xi = &x[i * image..(i + 1) * image];
+                let accumulate = i > blk * per;
+                if let Some(shifted) = &shifted {
+                    shifted.backward_weight(xi, dy_i, acc, accumulate, threads);
+                    continue;
+                }
                 let colt = if g.is_pointwise() {
                     View::transposed(xi, pixels)
                 } else {
                     im2col(xi, g, &mut col);
                     View::transposed(&col, pixels)
                 };
-                matmul(acc, i > blk * per, dyi, colt, [g.cout, pixels, taps], threads);
+                let dst = Out::rows(acc, taps);
+                matmul(dst, accumulate, View::rows(dy_i, pixels), colt, [g.cout, pixels, taps], threads);
             }
         });
         let (first, rest) = partial.split_at_mut(g.cout * taps);

@@ -8,6 +8,8 @@ use crate::kernels::silu;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{backend::Backend, Tensor};
 
 fn conv3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv<B> {
@@ -131,7 +133,8 @@ pub struct Downsample2D<B: Backend> {
     conv: Conv<B>,
 }
 
-/// `Upsample2D`: nearest-neighbour 2x, then a 3x3 convolution.
+/// `Upsample2D`: nearest-neighbour 2x (burn's `interpolate`, a gather on flex; the former
+/// broadcast-and-reshape copied element by element), then a 3x3 convolution.
 #[derive(Module, Debug)]
 pub struct Upsample2D<B: Backend> {
     conv: Conv<B>,
@@ -139,8 +142,8 @@ pub struct Upsample2D<B: Backend> {
 
 impl<B: Backend> Upsample2D<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, c, h, w] = x.dims();
-        let up = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w]);
+        let [_, _, h, w] = x.dims();
+        let up = interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest));
         self.conv.forward(up)
     }
 }
