@@ -7,6 +7,13 @@ use covdiff_model::backends::Cpu;
 
 type Ad = Autodiff<Cpu>;
 
+/// The kernels are taken on this backend (the tests would compare burn with itself otherwise).
+#[test]
+fn flex_has_the_host_kernels() {
+    assert!(covdiff_model::kernels::has_conv_kernel::<Cpu>());
+    assert!(covdiff_model::kernels::has_conv_kernel::<Ad>());
+}
+
 #[test]
 fn silu_and_its_gradient_match_burns() {
     let dev = Default::default();
@@ -27,4 +34,55 @@ fn silu_and_its_gradient_match_burns() {
     let theirs = grad(&|x| burn::tensor::activation::silu(x));
     let diff = (ours - theirs).abs().max().into_scalar();
     assert!(diff < 1e-5, "backward: {diff}");
+}
+
+/// The group-norm kernel (alone and fused with SiLU) against the same maths in burn's tensor
+/// operations (`group_norm_ops`, then burn's `silu`), forward and all three gradients.
+#[test]
+fn group_norm_and_its_gradients_match_burns() {
+    use burn::module::Param;
+    use burn::nn::{GroupNorm, GroupNormConfig};
+    use covdiff_model::unet::{group_norm, group_norm_ops, group_norm_silu};
+    let dev = Default::default();
+    let (b, c, h, w, groups) = (3, 8, 5, 7, 4);
+    // An offset mean, so the variance's cancellation would show.
+    let x = Tensor::<Cpu, 4>::random([b, c, h, w], Distribution::Normal(3.0, 2.0), &dev);
+    let dy = Tensor::<Cpu, 4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &dev);
+    let gamma = Tensor::<Cpu, 1>::random([c], Distribution::Normal(1.0, 0.5), &dev);
+    let beta = Tensor::<Cpu, 1>::random([c], Distribution::Normal(0.0, 0.5), &dev);
+    let norm = || {
+        let mut n: GroupNorm<Ad> = GroupNormConfig::new(groups, c).with_epsilon(1e-5).init(&dev);
+        n.gamma = Some(Param::from_tensor(Tensor::from_inner(gamma.clone()).require_grad()));
+        n.beta = Some(Param::from_tensor(Tensor::from_inner(beta.clone()).require_grad()));
+        n
+    };
+    type Run = dyn Fn(&GroupNorm<Ad>, Tensor<Ad, 4>) -> Tensor<Ad, 4>;
+    let run = |f: &Run| {
+        let n = norm();
+        let xa = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+        let y = f(&n, xa.clone());
+        let gr = (y.clone() * Tensor::from_inner(dy.clone())).sum().backward();
+        let grads = [
+            xa.grad(&gr).unwrap().flatten::<1>(0, 3),
+            n.gamma.as_ref().unwrap().val().grad(&gr).unwrap(),
+            n.beta.as_ref().unwrap().val().grad(&gr).unwrap(),
+        ];
+        (y.inner(), grads)
+    };
+    let cases: [(&str, &Run, &Run); 2] = [
+        ("group norm", &|n, x| group_norm(n, x), &|n, x| group_norm_ops(n, x)),
+        ("group norm + silu", &|n, x| group_norm_silu(n, x), &|n, x| {
+            burn::tensor::activation::silu(group_norm_ops(n, x))
+        }),
+    ];
+    for (name, ours, theirs) in cases {
+        let ((y, g), (y_ref, g_ref)) = (run(ours), run(theirs));
+        let diff = (y - y_ref).abs().max().into_scalar();
+        assert!(diff < 1e-4, "{name} forward: {diff}");
+        for (what, (a, b)) in ["x", "gamma", "beta"].iter().zip(g.into_iter().zip(g_ref)) {
+            let scale = b.clone().abs().max().into_scalar().max(1.0);
+            let diff = (a - b).abs().max().into_scalar() / scale;
+            assert!(diff < 1e-4, "{name} d/d{what}: {diff}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use crate::covariance::{AnyCovariance, Diagonal, KDct, LowRank};
 use crate::kernels::silu;
 use crate::spatial::{dct_matrix, SpatialBasis};
-use crate::unet::{group_norm, Conv, UNetConfig};
+use crate::unet::{group_norm_silu, Conv, UNetConfig};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
@@ -197,7 +197,7 @@ impl<B: Backend> CovarianceHeads<B> {
         let [b, _, h, w] = last_up.dims();
         let (c, d) = (self.channels, self.size);
         assert_eq!((h, w), (d, d), "the last up-block must be d x d");
-        let out = self.conv_e.forward(silu(group_norm(&self.norm, last_up)));
+        let out = self.conv_e.forward(group_norm_silu(&self.norm, last_up));
         let e = self.positive(out.clone().narrow(1, 0, c));
         match self.kind {
             HeadKind::Diagonal => AnyCovariance::Diagonal(Diagonal::new(e)),

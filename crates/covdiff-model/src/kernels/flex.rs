@@ -1,7 +1,7 @@
 //! The host kernels as burn-flex operations, and as `Autodiff<Flex>` operations with their
 //! own backward steps (burn-autodiff's backend-extension API).
 
-use super::host::{self, ConvGeometry};
+use super::host::{self, ConvGeometry, NormGeometry};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -141,6 +141,88 @@ pub(super) fn conv2d_autodiff(
     let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
     Some(match ConvBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((xp, wp, g), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    })
+}
+
+/// The group norm's operands, contiguous, with its geometry; `None` for another dtype or shapes
+/// that do not fit (`groups` not dividing the channels, parameters of another length).
+fn norm_operands(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    groups: usize,
+    eps: f32,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor, NormGeometry)> {
+    let (x, gamma, beta) = (contiguous(x.clone())?, contiguous(gamma.clone())?, contiguous(beta.clone())?);
+    let (xs, gs, bs) = (shape(&x), shape(&gamma), shape(&beta));
+    let (&[batch, channels, h, w], &[gc], &[bc]) = (&xs[..], &gs[..], &bs[..]) else { return None };
+    let fits = groups > 0 && channels % groups == 0 && gc == channels && bc == channels;
+    fits.then_some((x, gamma, beta, NormGeometry { batch, channels, pixels: h * w, groups, eps }))
+}
+
+/// `GroupNorm(x)`, followed by SiLU when `activation`; `None` when [`norm_operands`] refuses.
+pub(super) fn group_norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    groups: usize,
+    eps: f32,
+    activation: bool,
+) -> Option<FlexTensor> {
+    let (x, gamma, beta, g) = norm_operands(x, gamma, beta, groups, eps)?;
+    let (y, _) = host::group_norm(slice(&x), slice(&gamma), slice(&beta), &g, activation);
+    Some(tensor(y, shape(&x)))
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+/// What [`NormBackward`] keeps: the operands, the per-group statistics, the geometry and
+/// whether SiLU follows.
+#[derive(Clone, Debug)]
+struct NormState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    stats: Vec<[f32; 2]>,
+    geometry: NormGeometry,
+    activation: bool,
+}
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<NormState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        let dy = checked(grads.consume::<Flex>(&ops.node));
+        let (x, gamma, beta, dy) = (slice(&s.x), slice(&s.gamma), slice(&s.beta), slice(&dy));
+        let (dx, dgamma, dbeta) = host::group_norm_backward(x, gamma, beta, &s.stats, dy, &s.geometry, s.activation);
+        let [px, pg, pb] = ops.parents;
+        let c = s.geometry.channels;
+        for (parent, grad, dims) in [(px, dx, shape(&s.x)), (pg, dgamma, vec![c]), (pb, dbeta, vec![c])] {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, tensor(grad, dims));
+            }
+        }
+    }
+}
+
+/// [`group_norm`] under autodiff, with [`host::group_norm_backward`] as its backward step.
+pub(super) fn group_norm_autodiff(
+    x: &AdTensor,
+    gamma: &AdTensor,
+    beta: &AdTensor,
+    groups: usize,
+    eps: f32,
+    activation: bool,
+) -> Option<AdTensor> {
+    let (xp, gp, bp, geometry) = norm_operands(&x.primitive, &gamma.primitive, &beta.primitive, groups, eps)?;
+    let (y, stats) = host::group_norm(slice(&xp), slice(&gp), slice(&bp), &geometry, activation);
+    let y = tensor(y, shape(&xp));
+    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+    Some(match NormBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(NormState { x: xp, gamma: gp, beta: bp, stats, geometry, activation }, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     })
 }

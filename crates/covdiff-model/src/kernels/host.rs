@@ -74,16 +74,19 @@ fn silu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
 /// them (the same code, vectorised wider), else for the build's baseline.
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) => $body:ident) => {
+        multiversion!($(#[$doc])* fn $name($($a: $t),*) -> () => $body);
+    };
+    ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty => $body:ident) => {
         $(#[$doc])*
-        fn $name($($a: $t),*) {
+        fn $name($($a: $t),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn wide($($a: $t),*) {
+                fn wide($($a: $t),*) -> $ret {
                     $body($($a),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn mid($($a: $t),*) {
+                fn mid($($a: $t),*) -> $ret {
                     $body($($a),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -119,6 +122,238 @@ pub fn silu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
         silu_backward_kernel(&x[start..end], &g[start..end], out)
     });
     out
+}
+
+/// `out = n sigma(n)` with `n = x scale + shift` (or `out = n` without the activation).
+#[inline(always)]
+fn affine_body(x: &[f32], out: &mut [f32], scale: f32, shift: f32, activation: bool) {
+    if activation {
+        for (o, &x) in out.iter_mut().zip(x) {
+            let n = x * scale + shift;
+            *o = n * sigmoid(n);
+        }
+    } else {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = x * scale + shift;
+        }
+    }
+}
+
+/// Lanes of the vectorised sums: independent partial sums, which compilers keep in SIMD
+/// registers (a single running sum is a serial dependency they may not reorder).
+const LANES: usize = 16;
+
+/// `(sum (x - shift), sum (x - shift)^2)`.
+#[inline(always)]
+fn moments_body(x: &[f32], shift: f32) -> [f64; 2] {
+    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let d = c[l] - shift;
+            s1[l] += d;
+            s2[l] += d * d;
+        }
+    }
+    let (mut t1, mut t2) = (0.0f64, 0.0f64);
+    for &v in chunks.remainder() {
+        let d = (v - shift) as f64;
+        t1 += d;
+        t2 += d * d;
+    }
+    [t1 + s1.iter().map(|&v| v as f64).sum::<f64>(), t2 + s2.iter().map(|&v| v as f64).sum::<f64>()]
+}
+
+/// One element of the first backward pass of a group-norm channel: returns `dxhat` and adds
+/// to `acc` the terms `(dz xhat, dz, dxhat, dxhat xhat)`.
+#[inline(always)]
+fn norm_backward_element(
+    x: f32,
+    dy: f32,
+    [mean, rstd, gamma, beta]: [f32; 4],
+    activation: bool,
+    acc: [&mut f32; 4],
+) -> f32 {
+    let xhat = (x - mean) * rstd;
+    let dz = if activation {
+        let n = xhat * gamma + beta;
+        let s = sigmoid(n);
+        dy * s * (1.0 + n * (1.0 - s))
+    } else {
+        dy
+    };
+    let dxhat = dz * gamma;
+    *acc[0] += dz * xhat;
+    *acc[1] += dz;
+    *acc[2] += dxhat;
+    *acc[3] += dxhat * xhat;
+    dxhat
+}
+
+/// The first backward pass of a group-norm channel: from `dy`, `dxhat = gamma dz` into `out`
+/// with `dz = dy silu'(n)` (or `dz = dy`), and the sums `(sum dz xhat, sum dz, sum dxhat,
+/// sum dxhat xhat)`.
+#[inline(always)]
+fn norm_backward_body(x: &[f32], dy: &[f32], out: &mut [f32], p: [f32; 4], activation: bool) -> [f64; 4] {
+    let mut lanes = [[0.0f32; LANES]; 4];
+    let n = x.len() / LANES * LANES;
+    for ((xc, dc), oc) in
+        x[..n].chunks_exact(LANES).zip(dy[..n].chunks_exact(LANES)).zip(out[..n].chunks_exact_mut(LANES))
+    {
+        let [a, b, c, d] = &mut lanes;
+        for l in 0..LANES {
+            oc[l] = norm_backward_element(xc[l], dc[l], p, activation, [&mut a[l], &mut b[l], &mut c[l], &mut d[l]]);
+        }
+    }
+    let mut tail = [0.0f32; 4];
+    for ((&xv, &dv), o) in x[n..].iter().zip(&dy[n..]).zip(&mut out[n..]) {
+        let [a, b, c, d] = &mut tail;
+        *o = norm_backward_element(xv, dv, p, activation, [a, b, c, d]);
+    }
+    let mut sums = [0.0f64; 4];
+    for (k, s) in sums.iter_mut().enumerate() {
+        *s = tail[k] as f64 + lanes[k].iter().map(|&v| v as f64).sum::<f64>();
+    }
+    sums
+}
+
+multiversion!(fn moments_kernel(x: &[f32], shift: f32) -> [f64; 2] => moments_body);
+multiversion!(fn affine_kernel(x: &[f32], out: &mut [f32], scale: f32, shift: f32, activation: bool) => affine_body);
+multiversion!(fn norm_backward_kernel(x: &[f32], dy: &[f32], out: &mut [f32], p: [f32; 4], activation: bool) -> [f64; 4] => norm_backward_body);
+
+/// The geometry of a group normalisation: `[batch, channels, pixels]`, `groups` groups of
+/// `channels / groups` channels, and the variance's `eps`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub pixels: usize,
+    pub groups: usize,
+    pub eps: f32,
+}
+
+impl NormGeometry {
+    /// Elements per group of one image.
+    fn group_len(&self) -> usize {
+        self.channels / self.groups * self.pixels
+    }
+}
+
+/// Group normalisation (Wu and He, 2018), optionally followed by SiLU in the same pass:
+/// `n = gamma_c (x - mu_g) / sqrt(var_g + eps) + beta_c`, `y = n` or `y = silu(n)`, with `mu_g`,
+/// `var_g` each image's mean and biased variance over its group's channels and pixels.
+/// Returns `y` and the statistics `(mu_g, 1 / sqrt(var_g + eps))` per image and group, which
+/// the backward pass reuses.
+pub fn group_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    g: &NormGeometry,
+    activation: bool,
+) -> (Vec<f32>, Vec<[f32; 2]>) {
+    assert!(g.groups > 0 && g.channels % g.groups == 0, "group_norm: groups must divide the channels");
+    assert_eq!(x.len(), g.batch * g.channels * g.pixels, "group_norm: input size");
+    assert!(gamma.len() == g.channels && beta.len() == g.channels, "group_norm: affine parameters' size");
+    let mut y = vec![0.0; x.len()];
+    let mut stats = vec![[0.0f32; 2]; g.batch * g.groups];
+    let (cpg, len) = (g.channels / g.groups, g.group_len());
+    let image = g.channels * g.pixels;
+    let work = |i: usize, out: &mut [f32], st: &mut [[f32; 2]]| {
+        for (k, (out, st)) in out.chunks_mut(len).zip(st).enumerate() {
+            let xs = &x[i * image + k * len..i * image + (k + 1) * len];
+            // Moments about the group's first value, so that the variance does not cancel.
+            let [s1, s2] = moments_kernel(xs, xs[0]);
+            let shifted_mean = s1 / len as f64;
+            let mean = xs[0] as f64 + shifted_mean;
+            let var = (s2 / len as f64 - shifted_mean * shifted_mean).max(0.0);
+            let rstd = 1.0 / (var + g.eps as f64).sqrt();
+            *st = [mean as f32, rstd as f32];
+            for (c, (xc, oc)) in xs.chunks(g.pixels).zip(out.chunks_mut(g.pixels)).enumerate() {
+                let ch = k * cpg + c;
+                let scale = gamma[ch] as f64 * rstd;
+                let shift = beta[ch] as f64 - mean * scale;
+                affine_kernel(xc, oc, scale as f32, shift as f32, activation);
+            }
+        }
+    };
+    per_image_with(&mut y, image, &mut stats, g.groups, work);
+    (y, stats)
+}
+
+/// The gradients of [`group_norm`] for `dy`: `(dx, dgamma, dbeta)`. Per group, with
+/// `xhat = (x - mu) rstd`, `dz = dy` (or `dy silu'(n)`) and `dxhat = gamma_c dz`:
+/// `dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))`, `dgamma_c = sum dz xhat`,
+/// `dbeta_c = sum dz`.
+pub fn group_norm_backward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &[[f32; 2]],
+    dy: &[f32],
+    g: &NormGeometry,
+    activation: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), g.batch * g.channels * g.pixels, "group_norm_backward: input size");
+    assert_eq!(dy.len(), x.len(), "group_norm_backward: output gradient size");
+    assert_eq!(stats.len(), g.batch * g.groups, "group_norm_backward: statistics size");
+    let mut dx = vec![0.0; x.len()];
+    // Per image: dgamma then dbeta, summed over images at the end.
+    let mut partial = vec![[0.0f32; 2]; g.batch * g.channels];
+    let (cpg, len) = (g.channels / g.groups, g.group_len());
+    let image = g.channels * g.pixels;
+    let work = |i: usize, out: &mut [f32], part: &mut [[f32; 2]]| {
+        for (k, out) in out.chunks_mut(len).enumerate() {
+            let [mean, rstd] = stats[i * g.groups + k];
+            let base = i * image + k * len;
+            let (xs, dys) = (&x[base..base + len], &dy[base..base + len]);
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for (c, ((xc, dyc), oc)) in
+                xs.chunks(g.pixels).zip(dys.chunks(g.pixels)).zip(out.chunks_mut(g.pixels)).enumerate()
+            {
+                let ch = k * cpg + c;
+                let [dgamma, dbeta, a, b] =
+                    norm_backward_kernel(xc, dyc, oc, [mean, rstd, gamma[ch], beta[ch]], activation);
+                part[ch] = [dgamma as f32, dbeta as f32];
+                s1 += a;
+                s2 += b;
+            }
+            let (m1, m2) = ((s1 / len as f64) as f32, (s2 / len as f64) as f32);
+            for (o, &xv) in out.iter_mut().zip(xs) {
+                let xhat = (xv - mean) * rstd;
+                *o = rstd * (*o - m1 - xhat * m2);
+            }
+        }
+    };
+    per_image_with(&mut dx, image, &mut partial, g.channels, work);
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; g.channels], vec![0.0f64; g.channels]);
+    for img in partial.chunks(g.channels) {
+        for (c, [dg, db]) in img.iter().enumerate() {
+            dgamma[c] += *dg as f64;
+            dbeta[c] += *db as f64;
+        }
+    }
+    let to32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, to32(dgamma), to32(dbeta))
+}
+
+/// Like [`per_image`], with a second per-image output (`side`, `side_len` entries per image).
+fn per_image_with<T: Send>(
+    out: &mut [f32],
+    len: usize,
+    side: &mut [T],
+    side_len: usize,
+    f: impl Fn(usize, &mut [f32], &mut [T]) + Sync + Send,
+) {
+    if len == 0 || side_len == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).zip(side.par_chunks_mut(side_len)).enumerate().for_each(|(i, (o, s))| f(i, o, s));
+    }
+    #[cfg(target_arch = "wasm32")]
+    out.chunks_mut(len).zip(side.chunks_mut(side_len)).enumerate().for_each(|(i, (o, s))| f(i, o, s));
 }
 
 /// Calls `f(offset, chunk)` on chunks of `out`, in parallel natively.

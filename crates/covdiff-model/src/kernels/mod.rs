@@ -59,6 +59,28 @@ pub fn conv2d<B: Backend>(
     }
 }
 
+/// Group normalisation with affine parameters `gamma`, `beta` over `groups` groups, followed by
+/// SiLU when `activation` (one pass over memory), by covdiff's host kernel; `None` where
+/// [`has_conv_kernel`] is false or the operands do not fit.
+pub fn group_norm<B: Backend>(
+    x: &Tensor<B, 4>,
+    gamma: &Tensor<B, 1>,
+    beta: &Tensor<B, 1>,
+    groups: usize,
+    eps: f64,
+    activation: bool,
+) -> Option<Tensor<B, 4>> {
+    #[cfg(feature = "flex")]
+    {
+        dispatch::group_norm(x, gamma, beta, groups, eps as f32, activation)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (x, gamma, beta, groups, eps, activation);
+        None
+    }
+}
+
 #[cfg(feature = "flex")]
 mod dispatch {
     use super::flex::{self, AdTensor};
@@ -155,6 +177,37 @@ mod dispatch {
                 &peek::<B, AdTensor, 1>(bias)?,
                 stride,
                 padding,
+            )?)
+            .ok(),
+        };
+        y.map(wrap)
+    }
+
+    pub fn group_norm<B: Backend>(
+        x: &Tensor<B, 4>,
+        gamma: &Tensor<B, 1>,
+        beta: &Tensor<B, 1>,
+        groups: usize,
+        eps: f32,
+        activation: bool,
+    ) -> Option<Tensor<B, 4>> {
+        let y = match Route::of::<B>()? {
+            Route::Flex => cast::<FlexTensor, FloatTensor<B>>(flex::group_norm(
+                &peek::<B, FlexTensor, 4>(x)?,
+                &peek::<B, FlexTensor, 1>(gamma)?,
+                &peek::<B, FlexTensor, 1>(beta)?,
+                groups,
+                eps,
+                activation,
+            )?)
+            .ok(),
+            Route::AutodiffFlex => cast::<AdTensor, FloatTensor<B>>(flex::group_norm_autodiff(
+                &peek::<B, AdTensor, 4>(x)?,
+                &peek::<B, AdTensor, 1>(gamma)?,
+                &peek::<B, AdTensor, 1>(beta)?,
+                groups,
+                eps,
+                activation,
             )?)
             .ok(),
         };

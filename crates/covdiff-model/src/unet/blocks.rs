@@ -3,7 +3,7 @@
 //! paths of a diffusers `UNet2DModel` checkpoint map onto them.
 
 use super::conv::Conv;
-use super::norm::group_norm;
+use super::norm::{group_norm, group_norm_silu};
 use crate::kernels::silu;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
@@ -76,10 +76,10 @@ impl<B: Backend> ResnetBlock2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(silu(group_norm(&self.norm1, x.clone())));
+        let h = self.conv1.forward(group_norm_silu(&self.norm1, x.clone()));
         let [b, c] = [h.dims()[0], h.dims()[1]];
         let h = h + self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(self.dropout.forward(silu(group_norm(&self.norm2, h))));
+        let h = self.conv2.forward(self.dropout.forward(group_norm_silu(&self.norm2, h)));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

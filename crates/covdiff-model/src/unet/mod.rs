@@ -13,9 +13,8 @@ mod norm;
 
 pub use blocks::{Attention, DownBlock, MidBlock, ResnetBlock2D, TimestepEmbedding, UpBlock};
 pub use conv::{Conv, ConvRoute};
-pub use norm::group_norm;
+pub use norm::{group_norm, group_norm_ops, group_norm_silu};
 
-use crate::kernels::silu;
 use crate::timestep::sinusoidal;
 use blocks::{BlockSettings, UpChannels};
 use burn::config::Config;
@@ -213,7 +212,7 @@ impl<B: Backend> UNet<B> {
             x = block.forward(x, temb.clone(), &mut skips);
         }
         let last_up = x.clone();
-        let eps = self.conv_out.forward(silu(group_norm(&self.conv_norm_out, x)));
+        let eps = self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x));
         UNetOutput { eps, mid, last_up }
     }
 

@@ -10,8 +10,24 @@ use burn::nn::GroupNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
 /// `y = gamma_c (x - mu_g) / sqrt(var_g + eps) + beta_c`, with `mu_g`, `var_g` the mean and
-/// (biased) variance over each group's channels and pixels, per image.
+/// (biased) variance over each group's channels and pixels, per image: covdiff's host kernel
+/// on flex, [`group_norm_ops`] elsewhere.
 pub fn group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused(norm, &x, false).unwrap_or_else(|| group_norm_ops(norm, x))
+}
+
+/// `silu(group_norm(x))`, in one pass on flex.
+pub fn group_norm_silu<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused(norm, &x, true).unwrap_or_else(|| crate::kernels::silu(group_norm_ops(norm, x)))
+}
+
+fn fused<B: Backend>(norm: &GroupNorm<B>, x: &Tensor<B, 4>, activation: bool) -> Option<Tensor<B, 4>> {
+    let (gamma, beta) = (norm.gamma.as_ref()?.val(), norm.beta.as_ref()?.val());
+    crate::kernels::group_norm(x, &gamma, &beta, norm.num_groups, norm.epsilon, activation)
+}
+
+/// [`group_norm`] from burn's tensor operations, for every backend.
+pub fn group_norm_ops<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, c, h, w] = x.dims();
     let g = norm.num_groups;
     let n = (c / g) * h * w;
