@@ -157,7 +157,7 @@ fn norm_operands(
     let (x, gamma, beta) = (contiguous(x.clone())?, contiguous(gamma.clone())?, contiguous(beta.clone())?);
     let (xs, gs, bs) = (shape(&x), shape(&gamma), shape(&beta));
     let (&[batch, channels, h, w], &[gc], &[bc]) = (&xs[..], &gs[..], &bs[..]) else { return None };
-    let fits = groups > 0 && channels % groups == 0 && gc == channels && bc == channels;
+    let fits = groups > 0 && channels.is_multiple_of(groups) && gc == channels && bc == channels;
     fits.then_some((x, gamma, beta, NormGeometry { batch, channels, pixels: h * w, groups, eps }))
 }
 

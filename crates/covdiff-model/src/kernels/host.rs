@@ -251,7 +251,7 @@ pub fn group_norm(
     g: &NormGeometry,
     activation: bool,
 ) -> (Vec<f32>, Vec<[f32; 2]>) {
-    assert!(g.groups > 0 && g.channels % g.groups == 0, "group_norm: groups must divide the channels");
+    assert!(g.groups > 0 && g.channels.is_multiple_of(g.groups), "group_norm: groups must divide the channels");
     assert_eq!(x.len(), g.batch * g.channels * g.pixels, "group_norm: input size");
     assert!(gamma.len() == g.channels && beta.len() == g.channels, "group_norm: affine parameters' size");
     let mut y = vec![0.0; x.len()];
