@@ -44,6 +44,19 @@ impl<B: Backend> KDct<B> {
         mcc * self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1)
     }
 
+    /// The structured term by the CPU host kernel (`kernels::kdct_structured`), where there is
+    /// one: `T^T(lam * T(M v))` when `analyse`, else `T^T(lam * M v)`.
+    fn host_structured(
+        &self,
+        v: &Tensor<B, 4>,
+        m: &Tensor<B, 3>,
+        lam: &Tensor<B, 3>,
+        analyse: bool,
+    ) -> Option<Tensor<B, 4>> {
+        let (a, b) = (self.basis.rows(), self.basis.cols());
+        crate::kernels::kdct_structured(v, m, lam, &a, &b, analyse)
+    }
+
     /// `lam` once per channel, `[B, C, d, d]`: a same-shape product is the fast one on CPU
     /// backends (burn-flex walks a broadcast over the middle dimension element by element).
     fn lam4(&self) -> Tensor<B, 4> {
@@ -67,6 +80,9 @@ impl<B: Backend> Covariance<B> for KDct<B> {
 
     // Eq. 13: (E v)_c = e_c v_c + T^T(lam * T(sum_k (L L^T)_{ck} v_k)).
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        if let Some(structured) = self.host_structured(&v, &self.colour(), &self.lam, true) {
+            return self.e.clone() * v + structured;
+        }
         let spectral = self.basis.forward(Self::mix(self.colour(), v.clone())) * self.lam4();
         self.e.clone() * v + self.basis.adjoint(spectral)
     }
@@ -75,7 +91,10 @@ impl<B: Backend> Covariance<B> for KDct<B> {
     fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let xi1 = standard_normal(self.shape(), &self.device());
         let xi2 = standard_normal(self.shape(), &self.device());
-        let structured = self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt());
+        let structured = match self.host_structured(&xi2, &self.l, &self.lam.clone().sqrt(), false) {
+            Some(structured) => structured,
+            None => self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt()),
+        };
         (self.e.clone().sqrt() * xi1.clone() + structured, xi1)
     }
 

@@ -83,11 +83,20 @@ pub fn standard_normal<B: Backend, const D: usize>(shape: [usize; D], device: &B
     // 3 x 24 bits of the backend's generator seed the host's.
     let u = Tensor::<B, 1>::random([3], Distribution::Uniform(0.0, 1.0), device).into_data();
     let seed = u.iter::<f64>().fold(0u64, |acc, u| (acc << 24) ^ (u * (1u64 << 24) as f64) as u64);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let n = shape.iter().product::<usize>();
-    let z: Vec<f32> = (0..n).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+    let mut z = vec![0.0f32; n];
+    // Fixed blocks, each with its own stream (the seed and the block's index), so the numbers
+    // do not depend on how many threads draw them.
+    crate::kernels::for_blocks(&mut z, NORMAL_BLOCK, |block, out| {
+        let stream = seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(stream);
+        out.iter_mut().for_each(|z| *z = rng.sample(rand_distr::StandardNormal));
+    });
     Tensor::from_data(TensorData::new(z, shape), device)
 }
+
+/// Numbers per independently seeded block of [`standard_normal`]'s host draw.
+const NORMAL_BLOCK: usize = 1 << 16;
 
 /// Sum over everything but the batch dimension.
 pub(crate) fn per_image_sum<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1> {

@@ -226,3 +226,24 @@ pub(super) fn group_norm_autodiff(
         OpsKind::UnTracked(prep) => prep.finish(y),
     })
 }
+
+/// [`host::kdct_structured`] on flex tensors: `v` `[n, c, d, d]`, `mix` `[n, c, c]`, `lam`
+/// `[n, d, d]`, `a` and `b` `[d, d]`; `None` for another dtype or shapes that do not fit.
+pub(super) fn kdct_structured(
+    v: &FlexTensor,
+    mix: &FlexTensor,
+    lam: &FlexTensor,
+    a: &FlexTensor,
+    b: &FlexTensor,
+    analyse: bool,
+) -> Option<FlexTensor> {
+    let [v, mix, lam, a, b] = [v, mix, lam, a, b].map(|t| contiguous(t.clone()));
+    let (v, mix, lam, a, b) = (v?, mix?, lam?, a?, b?);
+    let (vs, ms, ls) = (shape(&v), shape(&mix), shape(&lam));
+    let (&[n, c, d, d2], &[mn, mc, mc2]) = (&vs[..], &ms[..]) else { return None };
+    let fits = d == d2 && [mn, mc, mc2] == [n, c, c] && ls == [n, d, d] && shape(&a) == [d, d] && shape(&b) == [d, d];
+    fits.then(|| {
+        let y = host::kdct_structured(slice(&v), slice(&mix), slice(&lam), slice(&a), slice(&b), [n, c, d], analyse);
+        tensor(y, vs)
+    })
+}

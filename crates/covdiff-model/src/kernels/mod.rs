@@ -26,6 +26,18 @@ pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     burn::tensor::activation::silu(x)
 }
 
+/// Calls `f(i, block_i)` on the consecutive `len`-sized blocks of `out` (the last may be
+/// shorter): on all cores natively with flex (rayon), in order otherwise.
+pub fn for_blocks(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(not(all(feature = "flex", not(target_arch = "wasm32"))))]
+    out.chunks_mut(len.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+}
+
 /// Whether [`conv2d`] has a host kernel for backend `B` (flex, with or without autodiff).
 pub fn has_conv_kernel<B: Backend>() -> bool {
     #[cfg(feature = "flex")]
@@ -77,6 +89,30 @@ pub fn group_norm<B: Backend>(
     #[cfg(not(feature = "flex"))]
     {
         let _ = (x, gamma, beta, groups, eps, activation);
+        None
+    }
+}
+
+/// The structured term of K-DCT with `T(X) = A X B^T` (`a`, `b` `[d, d]`), per image `i` and
+/// channel: `T^T(lam_i * T(M_i v_i))` when `analyse` (the matvec, Eq. 13, with `M = L L^T`),
+/// else `T^T(lam_i * M_i v_i)` (the sample, Alg. 1, with `M = L` and `lam` its square root).
+/// By covdiff's host kernel on flex without autodiff; `None` elsewhere (the caller composes it
+/// from tensor operations).
+pub fn kdct_structured<B: Backend>(
+    v: &Tensor<B, 4>,
+    mix: &Tensor<B, 3>,
+    lam: &Tensor<B, 3>,
+    a: &Tensor<B, 2>,
+    b: &Tensor<B, 2>,
+    analyse: bool,
+) -> Option<Tensor<B, 4>> {
+    #[cfg(feature = "flex")]
+    {
+        dispatch::kdct_structured(v, mix, lam, a, b, analyse)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (v, mix, lam, a, b, analyse);
         None
     }
 }
@@ -212,5 +248,25 @@ mod dispatch {
             .ok(),
         };
         y.map(wrap)
+    }
+
+    pub fn kdct_structured<B: Backend>(
+        v: &Tensor<B, 4>,
+        mix: &Tensor<B, 3>,
+        lam: &Tensor<B, 3>,
+        a: &Tensor<B, 2>,
+        b: &Tensor<B, 2>,
+        analyse: bool,
+    ) -> Option<Tensor<B, 4>> {
+        let Route::Flex = Route::of::<B>()? else { return None };
+        let y = flex::kdct_structured(
+            &peek::<B, FlexTensor, 4>(v)?,
+            &peek::<B, FlexTensor, 3>(mix)?,
+            &peek::<B, FlexTensor, 3>(lam)?,
+            &peek::<B, FlexTensor, 2>(a)?,
+            &peek::<B, FlexTensor, 2>(b)?,
+            analyse,
+        )?;
+        cast::<FlexTensor, FloatTensor<B>>(y).ok().map(wrap)
     }
 }
