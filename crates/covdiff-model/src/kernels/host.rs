@@ -988,12 +988,16 @@ mod tests {
         ]
     }
 
+    /// Input, weights and bias of geometry `g`, from seeds `seed`, `seed + 1`, `seed + 2`.
+    fn operands(g: &ConvGeometry, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = values(g.batch * g.cin * g.h * g.w, seed);
+        (x, values(g.cout * g.cin * g.k * g.k, seed + 1), values(g.cout, seed + 2))
+    }
+
     #[test]
     fn conv_matches_the_definition() {
         for g in geometries() {
-            let x = values(g.batch * g.cin * g.h * g.w, 1);
-            let w = values(g.cout * g.cin * g.k * g.k, 2);
-            let b = values(g.cout, 3);
+            let (x, w, b) = operands(&g, 1);
             let ours = conv2d(&x, &w, &b, &g);
             let truth = direct(&x, &w, &b, &g);
             assert_eq!(ours.len(), truth.len(), "{g:?}");
@@ -1009,9 +1013,7 @@ mod tests {
     #[test]
     fn conv_gradients_match_finite_differences_of_the_definition() {
         for g in geometries() {
-            let x = values(g.batch * g.cin * g.h * g.w, 4);
-            let w = values(g.cout * g.cin * g.k * g.k, 5);
-            let b = values(g.cout, 6);
+            let (x, w, b) = operands(&g, 4);
             let y0 = direct(&x, &w, &b, &g);
             let dy = values(y0.len(), 7);
             let loss = |y: &[f64]| y.iter().zip(&dy).map(|(a, &d)| a * d as f64).sum::<f64>();

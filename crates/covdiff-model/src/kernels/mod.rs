@@ -191,6 +191,23 @@ mod dispatch {
         cast::<_, P>(primitive(x.clone())).ok()
     }
 
+    /// A three-operand kernel (data, then two parameters), by `on_flex` or `on_autodiff` on
+    /// the primitives of the backend that has one.
+    fn three<B: Backend, const D: usize, const D2: usize, const D3: usize>(
+        operands: (&Tensor<B, D>, &Tensor<B, D2>, &Tensor<B, D3>),
+        on_flex: impl FnOnce(&FlexTensor, &FlexTensor, &FlexTensor) -> Option<FlexTensor>,
+        on_autodiff: impl FnOnce(&AdTensor, &AdTensor, &AdTensor) -> Option<AdTensor>,
+    ) -> Option<Tensor<B, D>> {
+        let (x, p, q) = operands;
+        let y = match Route::of::<B>()? {
+            Route::Flex => cast::<FlexTensor, FloatTensor<B>>(on_flex(&peek(x)?, &peek(p)?, &peek(q)?)?).ok(),
+            Route::AutodiffFlex => {
+                cast::<AdTensor, FloatTensor<B>>(on_autodiff(&peek(x)?, &peek(p)?, &peek(q)?)?).ok()
+            }
+        };
+        y.map(wrap)
+    }
+
     pub fn conv2d<B: Backend>(
         x: &Tensor<B, 4>,
         weight: &Tensor<B, 4>,
@@ -198,25 +215,11 @@ mod dispatch {
         stride: usize,
         padding: usize,
     ) -> Option<Tensor<B, 4>> {
-        let y = match Route::of::<B>()? {
-            Route::Flex => cast::<FlexTensor, FloatTensor<B>>(flex::conv2d(
-                &peek::<B, FlexTensor, 4>(x)?,
-                &peek::<B, FlexTensor, 4>(weight)?,
-                &peek::<B, FlexTensor, 1>(bias)?,
-                stride,
-                padding,
-            )?)
-            .ok(),
-            Route::AutodiffFlex => cast::<AdTensor, FloatTensor<B>>(flex::conv2d_autodiff(
-                &peek::<B, AdTensor, 4>(x)?,
-                &peek::<B, AdTensor, 4>(weight)?,
-                &peek::<B, AdTensor, 1>(bias)?,
-                stride,
-                padding,
-            )?)
-            .ok(),
-        };
-        y.map(wrap)
+        three(
+            (x, weight, bias),
+            |x, w, b| flex::conv2d(x, w, b, stride, padding),
+            |x, w, b| flex::conv2d_autodiff(x, w, b, stride, padding),
+        )
     }
 
     pub fn group_norm<B: Backend>(
@@ -227,27 +230,11 @@ mod dispatch {
         eps: f32,
         activation: bool,
     ) -> Option<Tensor<B, 4>> {
-        let y = match Route::of::<B>()? {
-            Route::Flex => cast::<FlexTensor, FloatTensor<B>>(flex::group_norm(
-                &peek::<B, FlexTensor, 4>(x)?,
-                &peek::<B, FlexTensor, 1>(gamma)?,
-                &peek::<B, FlexTensor, 1>(beta)?,
-                groups,
-                eps,
-                activation,
-            )?)
-            .ok(),
-            Route::AutodiffFlex => cast::<AdTensor, FloatTensor<B>>(flex::group_norm_autodiff(
-                &peek::<B, AdTensor, 4>(x)?,
-                &peek::<B, AdTensor, 1>(gamma)?,
-                &peek::<B, AdTensor, 1>(beta)?,
-                groups,
-                eps,
-                activation,
-            )?)
-            .ok(),
-        };
-        y.map(wrap)
+        three(
+            (x, gamma, beta),
+            |x, g, b| flex::group_norm(x, g, b, groups, eps, activation),
+            |x, g, b| flex::group_norm_autodiff(x, g, b, groups, eps, activation),
+        )
     }
 
     pub fn kdct_structured<B: Backend>(
