@@ -201,9 +201,7 @@ mod dispatch {
         let (x, p, q) = operands;
         let y = match Route::of::<B>()? {
             Route::Flex => cast::<FlexTensor, FloatTensor<B>>(on_flex(&peek(x)?, &peek(p)?, &peek(q)?)?).ok(),
-            Route::AutodiffFlex => {
-                cast::<AdTensor, FloatTensor<B>>(on_autodiff(&peek(x)?, &peek(p)?, &peek(q)?)?).ok()
-            }
+            Route::AutodiffFlex => cast::<AdTensor, FloatTensor<B>>(on_autodiff(&peek(x)?, &peek(p)?, &peek(q)?)?).ok(),
         };
         y.map(wrap)
     }
