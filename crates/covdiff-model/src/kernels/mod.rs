@@ -38,6 +38,22 @@ pub fn for_blocks(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + S
     out.chunks_mut(len.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
 
+/// `$call` (a `dispatch` function) with the flex feature, `None` without it (its arguments
+/// then unused).
+macro_rules! flex_or_none {
+    ($call:expr; $($arg:expr),*) => {{
+        #[cfg(feature = "flex")]
+        {
+            $call
+        }
+        #[cfg(not(feature = "flex"))]
+        {
+            let _ = ($($arg),*);
+            None
+        }
+    }};
+}
+
 /// Whether [`conv2d`] has a host kernel for backend `B` (flex, with or without autodiff).
 pub fn has_conv_kernel<B: Backend>() -> bool {
     #[cfg(feature = "flex")]
@@ -60,15 +76,7 @@ pub fn conv2d<B: Backend>(
     stride: usize,
     padding: usize,
 ) -> Option<Tensor<B, 4>> {
-    #[cfg(feature = "flex")]
-    {
-        dispatch::conv2d(x, weight, bias, stride, padding)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, weight, bias, stride, padding);
-        None
-    }
+    flex_or_none!(dispatch::conv2d(x, weight, bias, stride, padding); x, weight, bias, stride, padding)
 }
 
 /// Group normalisation with affine parameters `gamma`, `beta` over `groups` groups, followed by
@@ -82,15 +90,7 @@ pub fn group_norm<B: Backend>(
     eps: f64,
     activation: bool,
 ) -> Option<Tensor<B, 4>> {
-    #[cfg(feature = "flex")]
-    {
-        dispatch::group_norm(x, gamma, beta, groups, eps as f32, activation)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, gamma, beta, groups, eps, activation);
-        None
-    }
+    flex_or_none!(dispatch::group_norm(x, gamma, beta, groups, eps as f32, activation); x, gamma, beta, groups, eps, activation)
 }
 
 /// The structured term of K-DCT with `T(X) = A X B^T` (`a`, `b` `[d, d]`), per image `i` and
@@ -106,15 +106,7 @@ pub fn kdct_structured<B: Backend>(
     b: &Tensor<B, 2>,
     analyse: bool,
 ) -> Option<Tensor<B, 4>> {
-    #[cfg(feature = "flex")]
-    {
-        dispatch::kdct_structured(v, mix, lam, a, b, analyse)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (v, mix, lam, a, b, analyse);
-        None
-    }
+    flex_or_none!(dispatch::kdct_structured(v, mix, lam, a, b, analyse); v, mix, lam, a, b, analyse)
 }
 
 #[cfg(feature = "flex")]
