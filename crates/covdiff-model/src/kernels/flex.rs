@@ -72,6 +72,40 @@ pub(super) fn silu_autodiff(x: AdTensor) -> AdTensor {
     }
 }
 
+/// The softmax over the last dimension, for an `f32` tensor.
+pub(super) fn softmax_last(x: FlexTensor) -> FlexTensor {
+    let x = checked(x);
+    let dims = shape(&x);
+    let row = dims.last().copied().unwrap_or(1).max(1);
+    tensor(host::softmax_rows(slice(&x), row), dims)
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    /// The output, contiguous.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let y = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let (g, dims) = (checked(g), shape(&y));
+            let row = dims.last().copied().unwrap_or(1).max(1);
+            tensor(host::softmax_rows_backward(slice(&y), slice(&g), row), dims)
+        });
+    }
+}
+
+/// [`softmax_last`] under autodiff, with the backward step `y (g - <g, y>)` per row.
+pub(super) fn softmax_last_autodiff(x: AdTensor) -> AdTensor {
+    let y = softmax_last(x.primitive.clone());
+    match SoftmaxBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
 /// The convolution's operands, contiguous, with its geometry; `None` for another dtype or a
 /// layout the host kernel does not cover (a non-square kernel, groups, channels that differ).
 fn conv_operands(

@@ -143,83 +143,64 @@ fn affine_body(x: &[f32], out: &mut [f32], scale: f32, shift: f32, activation: b
 /// registers (a single running sum is a serial dependency they may not reorder).
 const LANES: usize = 16;
 
-/// `(sum (x - shift), sum (x - shift)^2)`.
+/// `sum f(x)`, in lanes of `f32` partial sums added in `f64` at the end.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; LANES];
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for c in chunks {
+        for (s, &v) in lanes.iter_mut().zip(c) {
+            *s += f(v);
+        }
+    }
+    rest.iter().map(|&v| f(v) as f64).sum::<f64>() + lanes.iter().map(|&v| v as f64).sum::<f64>()
+}
+
+/// `(sum (x - shift), sum (x - shift)^2)`, one pass each (a single pass interleaving both sums
+/// did not vectorise).
 #[inline(always)]
 fn moments_body(x: &[f32], shift: f32) -> [f64; 2] {
-    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            let d = c[l] - shift;
-            s1[l] += d;
-            s2[l] += d * d;
-        }
-    }
-    let (mut t1, mut t2) = (0.0f64, 0.0f64);
-    for &v in chunks.remainder() {
-        let d = (v - shift) as f64;
-        t1 += d;
-        t2 += d * d;
-    }
-    [t1 + s1.iter().map(|&v| v as f64).sum::<f64>(), t2 + s2.iter().map(|&v| v as f64).sum::<f64>()]
+    [lane_sum(x, |v| v - shift), lane_sum(x, |v| (v - shift) * (v - shift))]
 }
 
-/// One element of the first backward pass of a group-norm channel: returns `dxhat` and adds
-/// to `acc` the terms `(dz xhat, dz, dxhat, dxhat xhat)`.
+/// The first backward pass of a group-norm channel: `dz = dy silu'(n)` (or `dz = dy`) into
+/// `out`, with `n = xhat gamma + beta`, `xhat = (x - mean) rstd`; returns `(sum dz xhat, sum dz)`.
+/// Elementwise first, then two lane sums: one fused pass did not vectorise.
 #[inline(always)]
-fn norm_backward_element(
-    x: f32,
-    dy: f32,
+fn norm_backward_body(
+    x: &[f32],
+    dy: &[f32],
+    out: &mut [f32],
     [mean, rstd, gamma, beta]: [f32; 4],
     activation: bool,
-    acc: [&mut f32; 4],
-) -> f32 {
-    let xhat = (x - mean) * rstd;
-    let dz = if activation {
-        let n = xhat * gamma + beta;
-        let s = sigmoid(n);
-        dy * s * (1.0 + n * (1.0 - s))
-    } else {
-        dy
-    };
-    let dxhat = dz * gamma;
-    *acc[0] += dz * xhat;
-    *acc[1] += dz;
-    *acc[2] += dxhat;
-    *acc[3] += dxhat * xhat;
-    dxhat
-}
-
-/// The first backward pass of a group-norm channel: from `dy`, `dxhat = gamma dz` into `out`
-/// with `dz = dy silu'(n)` (or `dz = dy`), and the sums `(sum dz xhat, sum dz, sum dxhat,
-/// sum dxhat xhat)`.
-#[inline(always)]
-fn norm_backward_body(x: &[f32], dy: &[f32], out: &mut [f32], p: [f32; 4], activation: bool) -> [f64; 4] {
-    let mut lanes = [[0.0f32; LANES]; 4];
-    let n = x.len() / LANES * LANES;
-    for ((xc, dc), oc) in
-        x[..n].chunks_exact(LANES).zip(dy[..n].chunks_exact(LANES)).zip(out[..n].chunks_exact_mut(LANES))
-    {
-        let [a, b, c, d] = &mut lanes;
-        for l in 0..LANES {
-            oc[l] = norm_backward_element(xc[l], dc[l], p, activation, [&mut a[l], &mut b[l], &mut c[l], &mut d[l]]);
+) -> [f64; 2] {
+    if activation {
+        for ((o, &xv), &d) in out.iter_mut().zip(x).zip(dy) {
+            let n = (xv - mean) * rstd * gamma + beta;
+            let s = sigmoid(n);
+            *o = d * s * (1.0 + n * (1.0 - s));
         }
+    } else {
+        out.copy_from_slice(dy);
     }
-    let mut tail = [0.0f32; 4];
-    for ((&xv, &dv), o) in x[n..].iter().zip(&dy[n..]).zip(&mut out[n..]) {
-        let [a, b, c, d] = &mut tail;
-        *o = norm_backward_element(xv, dv, p, activation, [a, b, c, d]);
-    }
-    let mut sums = [0.0f64; 4];
-    for (k, s) in sums.iter_mut().enumerate() {
-        *s = tail[k] as f64 + lanes[k].iter().map(|&v| v as f64).sum::<f64>();
-    }
-    sums
+    let dz_xhat = {
+        let mut lanes = [0.0f32; LANES];
+        let (xs, xr) = x.as_chunks::<LANES>();
+        let (os, or) = out.as_chunks::<LANES>();
+        for (xc, oc) in xs.iter().zip(os) {
+            for ((s, &xv), &o) in lanes.iter_mut().zip(xc).zip(oc) {
+                *s += o * ((xv - mean) * rstd);
+            }
+        }
+        let tail: f64 = xr.iter().zip(or).map(|(&xv, &o)| (o * ((xv - mean) * rstd)) as f64).sum();
+        tail + lanes.iter().map(|&v| v as f64).sum::<f64>()
+    };
+    [dz_xhat, lane_sum(out, |v| v)]
 }
 
 multiversion!(fn moments_kernel(x: &[f32], shift: f32) -> [f64; 2] => moments_body);
 multiversion!(fn affine_kernel(x: &[f32], out: &mut [f32], scale: f32, shift: f32, activation: bool) => affine_body);
-multiversion!(fn norm_backward_kernel(x: &[f32], dy: &[f32], out: &mut [f32], p: [f32; 4], activation: bool) -> [f64; 4] => norm_backward_body);
+multiversion!(fn norm_backward_kernel(x: &[f32], dy: &[f32], out: &mut [f32], p: [f32; 4], activation: bool) -> [f64; 2] => norm_backward_body);
 
 /// The geometry of a group normalisation: `[batch, channels, pixels]`, `groups` groups of
 /// `channels / groups` channels, and the variance's `eps`.
@@ -311,16 +292,19 @@ pub fn group_norm_backward(
                 xs.chunks(g.pixels).zip(dys.chunks(g.pixels)).zip(out.chunks_mut(g.pixels)).enumerate()
             {
                 let ch = k * cpg + c;
-                let [dgamma, dbeta, a, b] =
-                    norm_backward_kernel(xc, dyc, oc, [mean, rstd, gamma[ch], beta[ch]], activation);
+                let [dgamma, dbeta] = norm_backward_kernel(xc, dyc, oc, [mean, rstd, gamma[ch], beta[ch]], activation);
                 part[ch] = [dgamma as f32, dbeta as f32];
-                s1 += a;
-                s2 += b;
+                // dxhat = gamma dz, so its sums are gamma times those of dz.
+                s1 += gamma[ch] as f64 * dbeta;
+                s2 += gamma[ch] as f64 * dgamma;
             }
             let (m1, m2) = ((s1 / len as f64) as f32, (s2 / len as f64) as f32);
-            for (o, &xv) in out.iter_mut().zip(xs) {
-                let xhat = (xv - mean) * rstd;
-                *o = rstd * (*o - m1 - xhat * m2);
+            for (c, (oc, xc)) in out.chunks_mut(g.pixels).zip(xs.chunks(g.pixels)).enumerate() {
+                let gm = gamma[k * cpg + c];
+                for (o, &xv) in oc.iter_mut().zip(xc) {
+                    let xhat = (xv - mean) * rstd;
+                    *o = rstd * (gm * *o - m1 - xhat * m2);
+                }
             }
         }
     };
@@ -354,6 +338,93 @@ fn per_image_with<T: Send>(
     }
     #[cfg(target_arch = "wasm32")]
     out.chunks_mut(len).zip(side.chunks_mut(side_len)).enumerate().for_each(|(i, (o, s))| f(i, o, s));
+}
+
+/// One row of a softmax: `y = e^(x - max x) / sum e^(x - max x)`, with lane-wise maximum and
+/// sum (so they vectorise).
+#[inline(always)]
+fn softmax_row_body(x: &[f32], y: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let max = rest.iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sums = [0.0f32; LANES];
+    let n = x.len() / LANES * LANES;
+    for (xc, yc) in x[..n].as_chunks::<LANES>().0.iter().zip(y[..n].as_chunks_mut::<LANES>().0) {
+        for l in 0..LANES {
+            yc[l] = exp(xc[l] - max);
+            sums[l] += yc[l];
+        }
+    }
+    let mut sum = sums.iter().sum::<f32>();
+    for (yv, &xv) in y[n..].iter_mut().zip(&x[n..]) {
+        *yv = exp(xv - max);
+        sum += *yv;
+    }
+    let inv = 1.0 / sum;
+    y.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// One row of the softmax's backward step: `dx = y (g - <g, y>)`.
+#[inline(always)]
+fn softmax_row_backward_body(y: &[f32], g: &[f32], dx: &mut [f32]) {
+    let mut lanes = [0.0f32; LANES];
+    let n = y.len() / LANES * LANES;
+    for (yc, gc) in y[..n].as_chunks::<LANES>().0.iter().zip(g[..n].as_chunks::<LANES>().0) {
+        for l in 0..LANES {
+            lanes[l] += yc[l] * gc[l];
+        }
+    }
+    let dot = lanes.iter().sum::<f32>() + y[n..].iter().zip(&g[n..]).map(|(a, b)| a * b).sum::<f32>();
+    for ((d, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
+        *d = yv * (gv - dot);
+    }
+}
+
+multiversion!(fn softmax_row_kernel(x: &[f32], y: &mut [f32]) => softmax_row_body);
+multiversion!(fn softmax_row_backward_kernel(y: &[f32], g: &[f32], dx: &mut [f32]) => softmax_row_backward_body);
+
+/// The softmax over each consecutive `row`-long slice of `x`.
+pub fn softmax_rows(x: &[f32], row: usize) -> Vec<f32> {
+    assert!(row > 0 && x.len().is_multiple_of(row), "softmax_rows: rows of equal length");
+    let mut y = vec![0.0; x.len()];
+    for_rows(&mut y, row, |start, out| {
+        for (xr, yr) in x[start..start + out.len()].chunks(row).zip(out.chunks_mut(row)) {
+            softmax_row_kernel(xr, yr);
+        }
+    });
+    y
+}
+
+/// The gradient of [`softmax_rows`] from its output `y` and the incoming gradient `g`.
+pub fn softmax_rows_backward(y: &[f32], g: &[f32], row: usize) -> Vec<f32> {
+    assert!(row > 0 && y.len() == g.len() && y.len().is_multiple_of(row), "softmax_rows_backward: sizes");
+    let mut dx = vec![0.0; y.len()];
+    for_rows(&mut dx, row, |start, out| {
+        let end = start + out.len();
+        for ((yr, gr), dr) in y[start..end].chunks(row).zip(g[start..end].chunks(row)).zip(out.chunks_mut(row)) {
+            softmax_row_backward_kernel(yr, gr, dr);
+        }
+    });
+    dx
+}
+
+/// Like [`for_chunks`], with chunks made of whole rows.
+fn for_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let len = CHUNK.div_ceil(row) * row;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(|(i, chunk)| f(i * len, chunk));
+    }
+    #[cfg(target_arch = "wasm32")]
+    for (i, chunk) in out.chunks_mut(len).enumerate() {
+        f(i * len, chunk);
+    }
 }
 
 /// Calls `f(offset, chunk)` on chunks of `out`, in parallel natively.

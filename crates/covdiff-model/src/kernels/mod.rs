@@ -38,6 +38,17 @@ pub fn for_blocks(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + S
     out.chunks_mut(len.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
 
+/// The softmax over the last dimension, by covdiff's kernel on flex (with its own backward step
+/// under autodiff; flex's own uses scalar `expf`), by burn's elsewhere.
+pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match dispatch::softmax_last(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::softmax(x, D - 1)
+}
+
 /// `$call` (a `dispatch` function) with the flex feature, `None` without it (its arguments
 /// then unused).
 macro_rules! flex_or_none {
@@ -167,15 +178,29 @@ mod dispatch {
         Ok(wrap(back.unwrap_or_else(|_| unreachable!("a primitive cast back to the type it came from"))))
     }
 
-    pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    /// An elementwise-shaped kernel (same shape out as in) by `on_flex` or `on_autodiff`, for
+    /// `f32` tensors of the backends that have one; `x` back otherwise.
+    fn unary<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        on_flex: fn(FlexTensor) -> FlexTensor,
+        on_autodiff: fn(AdTensor) -> AdTensor,
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
         if x.dtype() != DType::F32 {
             return Err(x);
         }
         match Route::of::<B>() {
-            Some(Route::Flex) => through::<B, FlexTensor, D>(x, flex::silu),
-            Some(Route::AutodiffFlex) => through::<B, AdTensor, D>(x, flex::silu_autodiff),
+            Some(Route::Flex) => through::<B, FlexTensor, D>(x, on_flex),
+            Some(Route::AutodiffFlex) => through::<B, AdTensor, D>(x, on_autodiff),
             None => Err(x),
         }
+    }
+
+    pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        unary(x, flex::silu, flex::silu_autodiff)
+    }
+
+    pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        unary(x, flex::softmax_last, flex::softmax_last_autodiff)
     }
 
     /// A borrowed primitive as a `P`, cloned (primitives are reference-counted handles).

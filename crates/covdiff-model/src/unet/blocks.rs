@@ -7,7 +7,6 @@ use super::norm::{group_norm, group_norm_silu};
 use crate::kernels::silu;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{backend::Backend, Tensor};
@@ -120,7 +119,7 @@ impl<B: Backend> Attention<B> {
         let q = split(self.to_q.forward(tokens.clone()));
         let k = split(self.to_k.forward(tokens.clone()));
         let v = split(self.to_v.forward(tokens));
-        let scores = softmax(q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(), 3);
+        let scores = crate::kernels::softmax_last(q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt());
         let out = scores.matmul(v).swap_dims(1, 2).reshape([b, h * w, c]);
         let out = self.to_out[0].forward(out).swap_dims(1, 2).reshape([b, c, h, w]);
         out + x
