@@ -102,7 +102,9 @@ struct Line {
 #[derive(Serialize)]
 struct Report {
     backend: String,
+    /// PyTorch's own report from the first round (its version, threads and that round's times).
     torch: Torch,
+    /// Each side's best median over the rounds, and their ratio.
     lines: Vec<Line>,
     kdct_over_diag_sampling_step: f64,
 }

@@ -46,62 +46,75 @@ pub(super) fn silu(x: FlexTensor) -> FlexTensor {
     tensor(host::silu(slice(&x)), shape(&x))
 }
 
-#[derive(Debug)]
-struct SiluBackward;
-
-impl Backward<Flex, 1> for SiluBackward {
-    /// The input, contiguous.
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let x = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
-            let g = checked(g);
-            tensor(host::silu_backward(slice(&x), slice(&g)), shape(&x))
-        });
-    }
-}
-
 /// `silu(x)` under autodiff, for an `f32` tensor, with the backward step `g silu'(x)`.
 pub(super) fn silu_autodiff(x: AdTensor) -> AdTensor {
-    let input = checked(x.primitive.clone());
-    let y = tensor(host::silu(slice(&input)), shape(&input));
-    match SiluBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(input, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    unary_autodiff(x, silu, Keep::Input, |x, g| tensor(host::silu_backward(slice(x), slice(g)), shape(x)))
 }
 
 /// The softmax over the last dimension, for an `f32` tensor.
 pub(super) fn softmax_last(x: FlexTensor) -> FlexTensor {
     let x = checked(x);
     let dims = shape(&x);
-    let row = dims.last().copied().unwrap_or(1).max(1);
-    tensor(host::softmax_rows(slice(&x), row), dims)
-}
-
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl Backward<Flex, 1> for SoftmaxBackward {
-    /// The output, contiguous.
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let y = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
-            let (g, dims) = (checked(g), shape(&y));
-            let row = dims.last().copied().unwrap_or(1).max(1);
-            tensor(host::softmax_rows_backward(slice(&y), slice(&g), row), dims)
-        });
-    }
+    tensor(host::softmax_rows(slice(&x), row_length(&dims)), dims)
 }
 
 /// [`softmax_last`] under autodiff, with the backward step `y (g - <g, y>)` per row.
 pub(super) fn softmax_last_autodiff(x: AdTensor) -> AdTensor {
-    let y = softmax_last(x.primitive.clone());
-    match SoftmaxBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+    unary_autodiff(x, softmax_last, Keep::Output, |y, g| {
+        let dims = shape(y);
+        tensor(host::softmax_rows_backward(slice(y), slice(g), row_length(&dims)), dims)
+    })
+}
+
+/// The last dimension's length (at least 1).
+fn row_length(dims: &[usize]) -> usize {
+    dims.last().copied().unwrap_or(1).max(1)
+}
+
+/// Which tensor a one-input op's backward step needs.
+enum Keep {
+    Input,
+    Output,
+}
+
+/// What [`UnaryBackward`] keeps: the input or the output, and the gradient rule
+/// `backward(kept, g)`.
+#[derive(Clone, Debug)]
+struct UnaryState {
+    kept: FlexTensor,
+    backward: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
+}
+
+#[derive(Debug)]
+struct UnaryBackward;
+
+impl Backward<Flex, 1> for UnaryBackward {
+    type State = UnaryState;
+
+    fn backward(self, ops: Ops<UnaryState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| (s.backward)(&s.kept, &checked(g)));
+    }
+}
+
+/// A one-input op on an `f32` tensor under autodiff: `forward` on the primitive, with the
+/// backward step `backward(kept, g)`.
+fn unary_autodiff(
+    x: AdTensor,
+    forward: fn(FlexTensor) -> FlexTensor,
+    keep: Keep,
+    backward: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
+) -> AdTensor {
+    let input = checked(x.primitive.clone());
+    let y = forward(input.clone());
+    match UnaryBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let kept = match keep {
+                Keep::Input => input,
+                Keep::Output => y.clone(),
+            };
+            prep.finish(UnaryState { kept, backward }, y)
+        }
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }

@@ -413,31 +413,16 @@ pub fn softmax_rows_backward(y: &[f32], g: &[f32], row: usize) -> Vec<f32> {
     dx
 }
 
-/// Like [`for_chunks`], with chunks made of whole rows.
+/// Calls `f(offset, chunk)` on chunks of `out` made of whole `row`-long rows, in parallel
+/// natively.
 fn for_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let len = CHUNK.div_ceil(row) * row;
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(len).enumerate().for_each(|(i, chunk)| f(i * len, chunk));
-    }
-    #[cfg(target_arch = "wasm32")]
-    for (i, chunk) in out.chunks_mut(len).enumerate() {
-        f(i * len, chunk);
-    }
+    super::for_blocks(out, len, |i, chunk| f(i * len, chunk));
 }
 
 /// Calls `f(offset, chunk)` on chunks of `out`, in parallel natively.
 fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| f(i * CHUNK, chunk));
-    }
-    #[cfg(target_arch = "wasm32")]
-    for (i, chunk) in out.chunks_mut(CHUNK).enumerate() {
-        f(i * CHUNK, chunk);
-    }
+    for_rows(out, 1, f);
 }
 
 /// The geometry of a 2D convolution: input `[batch, cin, h, w]`, weights `[cout, cin, k, k]`,

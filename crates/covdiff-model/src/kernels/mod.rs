@@ -1,5 +1,7 @@
-//! Fused CPU kernels for the operations that dominate the UNet on burn-flex
-//! (issue #8's profile): SiLU and 2D convolution, forward and backward.
+//! Fused CPU kernels for the operations that dominate the UNet and the K-DCT
+//! operator on burn-flex (issue #8's profile): 2D convolution, group norm
+//! (with the SiLU that follows it), SiLU and softmax, forward and backward,
+//! and the K-DCT structured term (forward only).
 //!
 //! The functions here take and return burn tensors for any backend. On
 //! `Flex` and `Autodiff<Flex>` they run covdiff's host kernels (`host`,
@@ -65,8 +67,9 @@ macro_rules! flex_or_none {
     }};
 }
 
-/// Whether [`conv2d`] has a host kernel for backend `B` (flex, with or without autodiff).
-pub fn has_conv_kernel<B: Backend>() -> bool {
+/// Whether backend `B` has the host kernels of [`conv2d`] and [`group_norm`] (flex, with or
+/// without autodiff).
+pub fn has_host_kernels<B: Backend>() -> bool {
     #[cfg(feature = "flex")]
     {
         dispatch::Route::of::<B>().is_some()
@@ -77,8 +80,20 @@ pub fn has_conv_kernel<B: Backend>() -> bool {
     }
 }
 
+/// Whether backend `B` has the host kernel of [`kdct_structured`] (flex without autodiff).
+pub fn has_kdct_kernel<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        matches!(dispatch::Route::of::<B>(), Some(dispatch::Route::Flex))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
 /// `y = W * x + b` (torch's `Conv2d`: square kernel, zero padding `padding`, stride `stride`,
-/// one group), by covdiff's host kernel, or `None` when [`has_conv_kernel`] is false or the
+/// one group), by covdiff's host kernel, or `None` when [`has_host_kernels`] is false or the
 /// operands are not `f32` with matching shapes.
 pub fn conv2d<B: Backend>(
     x: &Tensor<B, 4>,
@@ -92,7 +107,7 @@ pub fn conv2d<B: Backend>(
 
 /// Group normalisation with affine parameters `gamma`, `beta` over `groups` groups, followed by
 /// SiLU when `activation` (one pass over memory), by covdiff's host kernel; `None` where
-/// [`has_conv_kernel`] is false or the operands do not fit.
+/// [`has_host_kernels`] is false or the operands do not fit.
 pub fn group_norm<B: Backend>(
     x: &Tensor<B, 4>,
     gamma: &Tensor<B, 1>,

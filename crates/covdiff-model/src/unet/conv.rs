@@ -47,7 +47,7 @@ impl<B: Backend> Conv<B> {
     /// `y = W * x + b`, by the route that measured faster: the host kernel on flex, else the
     /// backend's `conv2d` without autodiff and the im2col below under it.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let route = if crate::kernels::has_conv_kernel::<B>() {
+        let route = if crate::kernels::has_host_kernels::<B>() {
             ConvRoute::Kernel
         } else if B::ad_enabled(&x.device()) {
             ConvRoute::Im2col
