@@ -69,7 +69,7 @@ fn tune_allocator() {}
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = covdiff_model::kernels::on_workers(|| match cli.command {
         Command::Gff(a) => commands::gff::run(a),
         Command::Schedule(a) => commands::schedule::run(a),
         Command::Data(c) => commands::data::run(c),
@@ -81,7 +81,7 @@ fn main() {
         Command::Eval(c) => commands::image::eval::run(c, cli.device),
         Command::Export(a) => device::dispatch(cli.device, a),
         Command::Classifier(a) => device::dispatch(cli.device, a),
-    };
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
