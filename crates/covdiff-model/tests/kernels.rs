@@ -93,22 +93,26 @@ fn group_norm_and_its_gradients_match_burns() {
 fn kdct_structured_matches_the_basis_transforms() {
     use covdiff_model::SpatialBasis;
     let dev = Default::default();
-    let (n, c, d) = (3, 3, 8);
-    let normal = || Distribution::Normal(0.0, 1.0);
-    let v = Tensor::<Cpu, 4>::random([n, c, d, d], normal(), &dev);
-    let mix = Tensor::<Cpu, 3>::random([n, c, c], normal(), &dev);
-    let lam = Tensor::<Cpu, 3>::random([n, d, d], Distribution::Uniform(0.1, 1.0), &dev);
-    let free = SpatialBasis::free(Tensor::random([d, d], normal(), &dev), Tensor::random([d, d], normal(), &dev));
-    for basis in [SpatialBasis::dct(d, &dev), free] {
-        for analyse in [true, false] {
-            let ours = covdiff_model::kernels::kdct_structured(&v, &mix, &lam, &basis.rows(), &basis.cols(), analyse)
-                .expect("flex has the kernel");
-            let mixed = mix.clone().matmul(v.clone().reshape([n, c, d * d])).reshape([n, c, d, d]);
-            let coefficients = if analyse { basis.forward(mixed) } else { mixed };
-            let theirs = basis.adjoint(coefficients * lam.clone().unsqueeze_dim::<4>(1));
-            let scale = theirs.clone().abs().max().into_scalar();
-            let diff = (ours - theirs).abs().max().into_scalar() / scale;
-            assert!(diff < 1e-5, "analyse {analyse}: {diff}");
+    // d = 8 and 64: the DCT takes the mirror route (half-size products), the free basis the
+    // dense one; 64 is the smallest size the covariance hands to the kernel.
+    for (n, c, d) in [(3, 3, 8), (2, 3, 64)] {
+        let normal = || Distribution::Normal(0.0, 1.0);
+        let v = Tensor::<Cpu, 4>::random([n, c, d, d], normal(), &dev);
+        let mix = Tensor::<Cpu, 3>::random([n, c, c], normal(), &dev);
+        let lam = Tensor::<Cpu, 3>::random([n, d, d], Distribution::Uniform(0.1, 1.0), &dev);
+        let free = SpatialBasis::free(Tensor::random([d, d], normal(), &dev), Tensor::random([d, d], normal(), &dev));
+        for basis in [SpatialBasis::dct(d, &dev), free] {
+            for analyse in [true, false] {
+                let ours =
+                    covdiff_model::kernels::kdct_structured(&v, &mix, &lam, &basis.rows(), &basis.cols(), analyse)
+                        .expect("flex has the kernel");
+                let mixed = mix.clone().matmul(v.clone().reshape([n, c, d * d])).reshape([n, c, d, d]);
+                let coefficients = if analyse { basis.forward(mixed) } else { mixed };
+                let theirs = basis.adjoint(coefficients * lam.clone().unsqueeze_dim::<4>(1));
+                let scale = theirs.clone().abs().max().into_scalar();
+                let diff = (ours - theirs).abs().max().into_scalar() / scale;
+                assert!(diff < 1e-5, "d {d}, analyse {analyse}: {diff}");
+            }
         }
     }
 }
