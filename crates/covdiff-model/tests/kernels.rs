@@ -94,7 +94,7 @@ fn kdct_structured_matches_the_basis_transforms() {
     use covdiff_model::SpatialBasis;
     let dev = Default::default();
     // d = 8 and 64: the DCT takes the mirror route (half-size products), the free basis the
-    // dense one; 64 is the smallest size the covariance hands to the kernel.
+    // dense one (the covariance hands d >= 32 to the kernel).
     for (n, c, d) in [(3, 3, 8), (2, 3, 64)] {
         let normal = || Distribution::Normal(0.0, 1.0);
         let v = Tensor::<Cpu, 4>::random([n, c, d, d], normal(), &dev);

@@ -45,8 +45,8 @@ impl<B: Backend> KDct<B> {
     }
 
     /// The structured term by the CPU host kernel (`kernels::kdct_structured`), where there is
-    /// one and it measured faster (`bench compare`, batch 16, C = 3: from d = 64 on; at d = 16
-    /// and 32 burn's own products are faster): `T^T(lam * T(M v))` when `analyse`, else
+    /// one and it measured faster (`bench covariance`, batch 16, C = 3: from d = 32 on, where
+    /// the DCT's mirror symmetry halves the products; at d = 16 burn's own products are faster): `T^T(lam * T(M v))` when `analyse`, else
     /// `T^T(lam * M v)`. `lam` is only computed when the kernel runs.
     fn host_structured(
         &self,
@@ -55,7 +55,7 @@ impl<B: Backend> KDct<B> {
         lam: impl FnOnce() -> Tensor<B, 3>,
         analyse: bool,
     ) -> Option<Tensor<B, 4>> {
-        const SMALLEST: usize = 64;
+        const SMALLEST: usize = 32;
         if self.basis.size() < SMALLEST || !crate::kernels::has_kdct_kernel::<B>() {
             return None;
         }

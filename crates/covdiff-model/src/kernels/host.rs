@@ -906,6 +906,59 @@ fn right_multiply(x: &[f32], m: View, d: usize, out: &mut [f32]) {
     matmul(Out::rows(out, d), false, View::rows(x, d), m, [rows, d, d], Parallelism::None);
 }
 
+/// `sum = a + b`, `diff = a - b`.
+#[inline(always)]
+fn butterfly_body(a: &[f32], b: &[f32], sum: &mut [f32], diff: &mut [f32]) {
+    for (((s, t), &a), &b) in sum.iter_mut().zip(diff.iter_mut()).zip(a).zip(b) {
+        *s = a + b;
+        *t = a - b;
+    }
+}
+
+/// Per `d`-long row `x_r`: `plus_r[n] = x_r[n] + x_r[d-1-n]`, `minus_r[n] = x_r[n] - x_r[d-1-n]`,
+/// `n < d/2`.
+#[inline(always)]
+fn mirror_fold_body(x: &[f32], plus: &mut [f32], minus: &mut [f32], d: usize) {
+    let h = d / 2;
+    for ((xr, pr), mr) in x.chunks_exact(d).zip(plus.chunks_exact_mut(h)).zip(minus.chunks_exact_mut(h)) {
+        for n in 0..h {
+            let (a, b) = (xr[n], xr[d - 1 - n]);
+            pr[n] = a + b;
+            mr[n] = a - b;
+        }
+    }
+}
+
+/// The adjoint of [`mirror_fold_body`]: per row, `out[n] = e[n] + o[n]`, `out[d-1-n] = e[n] - o[n]`.
+#[inline(always)]
+fn mirror_unfold_body(e: &[f32], o: &[f32], out: &mut [f32], d: usize) {
+    let h = d / 2;
+    for ((zr, er), or) in out.chunks_exact_mut(d).zip(e.chunks_exact(h)).zip(o.chunks_exact(h)) {
+        for n in 0..h {
+            zr[n] = er[n] + or[n];
+            zr[d - 1 - n] = er[n] - or[n];
+        }
+    }
+}
+
+/// `acc += m v`.
+#[inline(always)]
+fn axpy_body(acc: &mut [f32], m: f32, v: &[f32]) {
+    acc.iter_mut().zip(v).for_each(|(a, &v)| *a += m * v);
+}
+
+/// `x *= w` elementwise.
+#[inline(always)]
+fn scale_body(x: &mut [f32], w: &[f32]) {
+    x.iter_mut().zip(w).for_each(|(x, &w)| *x *= w);
+}
+
+multiversion!(fn butterfly_kernel(a: &[f32], b: &[f32], sum: &mut [f32], diff: &mut [f32]) => butterfly_body);
+multiversion!(fn mirror_fold_kernel(x: &[f32], plus: &mut [f32], minus: &mut [f32], d: usize) => mirror_fold_body);
+multiversion!(fn mirror_unfold_kernel(e: &[f32], o: &[f32], out: &mut [f32], d: usize) => mirror_unfold_body);
+multiversion!(fn axpy_kernel(acc: &mut [f32], m: f32, v: &[f32]) => axpy_body);
+multiversion!(fn scale_kernel(x: &mut [f32], w: &[f32]) => scale_body);
+
 /// A `d x d` row factor `F` with the DCT-II's mirror symmetry, `F[k, d-1-n] = (-1)^k F[k, n]`
 /// (MATH.md, "DCT": `cos(pi (2n+1) k / 2d)` changes sign with `k` under `n -> d-1-n`). Applied
 /// to a row `x`, it splits into two half-size products (one butterfly step of the fast DCT):
@@ -941,13 +994,7 @@ impl MirrorFactor {
         let (d, h) = (self.d, self.d / 2);
         let rows = x.len() / d;
         let (mut plus, mut minus) = (vec![0.0; rows * h], vec![0.0; rows * h]);
-        for ((xr, pr), mr) in x.chunks(d).zip(plus.chunks_mut(h)).zip(minus.chunks_mut(h)) {
-            let (front, back) = xr.split_at(h);
-            for (((p, m), &a), &b) in pr.iter_mut().zip(mr.iter_mut()).zip(front).zip(back.iter().rev()) {
-                *p = a + b;
-                *m = a - b;
-            }
-        }
+        mirror_fold_kernel(x, &mut plus, &mut minus, d);
         let dims = [rows, h, h];
         let none = Parallelism::None;
         matmul(Out::strided(out, 0, d, 2), false, View::rows(&plus, h), View::transposed(&self.even, h), dims, none);
@@ -964,13 +1011,7 @@ impl MirrorFactor {
         let none = Parallelism::None;
         matmul(Out::rows(&mut e, h), false, View::strided(y, 0, d, 2), View::rows(&self.even, h), dims, none);
         matmul(Out::rows(&mut o, h), false, View::strided(y, 1, d, 2), View::rows(&self.odd, h), dims, none);
-        for ((zr, er), or) in out.chunks_mut(d).zip(e.chunks(h)).zip(o.chunks(h)) {
-            let (front, back) = zr.split_at_mut(h);
-            for (((f, b), &e), &o) in front.iter_mut().zip(back.iter_mut().rev()).zip(er).zip(or) {
-                *f = e + o;
-                *b = e - o;
-            }
-        }
+        mirror_unfold_kernel(&e, &o, out, d);
     }
 }
 
@@ -982,11 +1023,7 @@ impl MirrorFactor {
         let (mut plus, mut minus) = (vec![0.0; h * d], vec![0.0; h * d]);
         for n in 0..h {
             let (top, bottom) = (&x[n * d..][..d], &x[(d - 1 - n) * d..][..d]);
-            let (p, m) = (&mut plus[n * d..][..d], &mut minus[n * d..][..d]);
-            for (((p, m), &a), &b) in p.iter_mut().zip(m.iter_mut()).zip(top).zip(bottom) {
-                *p = a + b;
-                *m = a - b;
-            }
+            butterfly_kernel(top, bottom, &mut plus[n * d..][..d], &mut minus[n * d..][..d]);
         }
         let dims = [h, h, d];
         let none = Parallelism::None;
@@ -1007,14 +1044,7 @@ impl MirrorFactor {
         let (top, bottom) = out.split_at_mut(h * d);
         for n in 0..h {
             let (er, or) = (&e[n * d..][..d], &o[n * d..][..d]);
-            let t = &mut top[n * d..][..d];
-            for ((t, &e), &o) in t.iter_mut().zip(er).zip(or) {
-                *t = e + o;
-            }
-            let b = &mut bottom[(h - 1 - n) * d..][..d];
-            for ((b, &e), &o) in b.iter_mut().zip(er).zip(or) {
-                *b = e - o;
-            }
+            butterfly_kernel(er, or, &mut top[n * d..][..d], &mut bottom[(h - 1 - n) * d..][..d]);
         }
     }
 }
@@ -1108,8 +1138,7 @@ pub fn kdct_structured(
         // p = M_i v_i, channel by channel.
         for (k, pk) in p.chunks_mut(plane).enumerate() {
             for (j, vj) in vi.chunks(plane).enumerate() {
-                let m = mix[(i * c + k) * c + j];
-                pk.iter_mut().zip(vj).for_each(|(p, &v)| *p += m * v);
+                axpy_kernel(pk, mix[(i * c + k) * c + j], vj);
             }
         }
         // p = S = T(p) = A (p B^T) for the matvec; the sample's S is p itself.
@@ -1119,7 +1148,7 @@ pub fn kdct_structured(
         }
         let lam_i = &lam[i * plane..(i + 1) * plane];
         for sk in p.chunks_mut(plane) {
-            sk.iter_mut().zip(lam_i).for_each(|(s, &l)| *s *= l);
+            scale_kernel(sk, lam_i);
         }
         // T^T(S) = (A^T S) B.
         fa.left_transpose(&p, &mut q, d);
