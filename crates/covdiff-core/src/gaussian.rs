@@ -151,20 +151,27 @@ impl DctGaussian {
     /// `Cov[eps | x_t]` in exact K-DCT form, where it has one: grey data, or
     /// colour with `P P^T` of rank one or a multiple of the identity.
     pub fn eps_cov_kdct(&self, abar: f64) -> Option<KdctParams> {
+        let (l, gain) = self.kdct_colour()?;
         let (c, dd) = (self.c, self.d * self.d);
-        let m = self.colour();
-        let bbar = 1.0 - abar;
-        let params = |l: DMatrix<f64>, gain: f64| KdctParams {
+        Some(KdctParams {
             channels: c,
             size: self.d,
             e: vec![0.0; c * dd],
             l: l.transpose().as_slice().to_vec(),
-            lam: self.sigma2.iter().map(|s| abar * s * gain / (abar * s * gain + bbar)).collect(),
-        };
+            lam: self.sigma2.iter().map(|s| abar * s * gain / (abar * s * gain + 1.0 - abar)).collect(),
+        })
+    }
+
+    /// `(L, g)` with `Cov[eps | x_t] = (L L^T) (x) F2^T diag(abar sigma2 g / (abar sigma2 g + bbar)) F2`
+    /// at every `t`, where there is one: `M = P P^T = g I` gives `L = I`; `M = g u u^T`
+    /// (`|u| = 1`, rank one) gives `L = [u 0 ... 0]`. `None` for other colour factors.
+    pub fn kdct_colour(&self) -> Option<(DMatrix<f64>, f64)> {
+        let c = self.c;
+        let m = self.colour();
         let scale = m.trace() / c as f64;
         if (&m - DMatrix::identity(c, c) * scale).abs().max() <= 1e-12 * scale.max(1.0) {
             // Block = (abar s2 m / (abar s2 m + bbar)) I.
-            return Some(params(DMatrix::identity(c, c), scale));
+            return Some((DMatrix::identity(c, c), scale));
         }
         let eig = m.clone().symmetric_eigen();
         let (imax, &top) = eig.eigenvalues.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
@@ -173,7 +180,7 @@ impl DctGaussian {
             // M = p p^T: block = (p p^T / |p|^2) * abar s2 |p|^2 / (bbar + abar s2 |p|^2).
             let mut l = DMatrix::zeros(c, c);
             l.set_column(0, &eig.eigenvectors.column(imax));
-            return Some(params(l, top));
+            return Some((l, top));
         }
         None
     }

@@ -17,7 +17,7 @@ use covdiff_core::gff::Gff;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
-use covdiff_model::covariance::AnyCovariance;
+use covdiff_model::covariance::{AnyCovariance, Covariance};
 use covdiff_model::image::{
     initial_noise, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, SamplerConfig, SamplerError,
     SamplerKind, StepVariance,
@@ -111,7 +111,15 @@ fn sample(
         Chain::Ddim { eta } => SamplerKind::Ddim { eta },
     };
     let steps = trajectory.times().len();
-    let config = SamplerConfig { kind, steps, spacing: Spacing::Even, lambda: 1.0, clip_x0: false, clip_noise: rule };
+    let config = SamplerConfig {
+        kind,
+        steps,
+        spacing: Spacing::Even,
+        lambda: 1.0,
+        clip_x0: false,
+        clip_noise: rule,
+        final_noise: false,
+    };
     let out = config.build(&table, noise.clone()).unwrap().run(denoiser, x_t).unwrap();
     second_moment(&values(out), N)
 }
@@ -279,4 +287,49 @@ fn a_sampler_is_stepped_by_the_caller_and_its_config_round_trips() {
     ] {
         assert!(matches!(bad.build::<B>(&table(), ForwardNoise::White), Err(SamplerError::Config(_))), "{bad:?}");
     }
+}
+
+/// Rank-one colour data: the exact denoiser's eps and `E_t` against covdiff-core's
+/// per-frequency `C x C` solves (`eps_mean`, `eps_cov_dense`).
+#[test]
+fn colour_gaussian_denoiser_matches_the_per_frequency_truth() {
+    let dev = Default::default();
+    let u = [0.9, 0.6, 0.3];
+    let p: Vec<f64> = (0..9).map(|i| if i % 3 == 0 { u[i / 3] } else { 0.0 }).collect();
+    let data = DctGaussian::power_law(&p, 3, D, 2.0, 1.0).unwrap();
+    let exact = GaussianDenoiser::<B>::for_data(&data, &table(), &dev).unwrap();
+    let x: Vec<f64> = (0..3 * N).map(|i| ((i * 37 % 23) as f64 - 11.0) / 7.0).collect();
+    for t in [1, 40, 500, 999] {
+        let ab = table().abar(t);
+        let xt = Tensor::<B, 1>::from_floats(x.iter().map(|&v| v as f32).collect::<Vec<_>>().as_slice(), &dev)
+            .reshape([1, 3, D, D]);
+        let (eps, cov) = exact.predict(xt, t, true);
+        let eps = values(eps);
+        let truth = data.eps_mean(&x, ab);
+        let scale = truth.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (g, w) in eps.iter().zip(&truth) {
+            assert!((g - w).abs() < 1e-4 * scale.max(1.0), "t {t}: eps {g} vs {w}");
+        }
+        let dense = values(Covariance::to_dense(&cov.unwrap()));
+        let want = data.eps_cov_dense(ab);
+        let got = DMatrix::from_row_slice(3 * N, 3 * N, &dense);
+        assert!(rel_frobenius(&got, &want) < 1e-5, "t {t}: E_t off by {}", rel_frobenius(&got, &want));
+    }
+    let full = DctGaussian::power_law(&[1.0, 0.2, 0.1, 0.2, 1.0, 0.3, 0.1, 0.3, 1.0], 3, D, 2.0, 1.0).unwrap();
+    assert!(GaussianDenoiser::<B>::for_data(&full, &table(), &dev).is_err(), "full-rank colour has no exact K-DCT");
+}
+
+/// The exactness study at small size: with the exact K-DCT covariance the chain draws the data
+/// itself, so its error is Monte Carlo error like that of exact draws (the floor); beta-tilde's
+/// and the diagonal's biases at K = 2 lie well above it.
+#[test]
+fn gaussian_exactness_separates_exact_kdct_from_the_floor_and_the_heuristics() {
+    let dev = Default::default();
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let ex = covdiff_model::image::exactness::gaussian_exactness::<B>(&data(), "grey", &table(), &[2], 20_000, 3, &dev)
+        .unwrap();
+    let err = |i: usize| ex.rows[i].errors[0];
+    eprintln!("floor {:.4}, iso {:.4}, diag {:.4}, kdct {:.4}", ex.floor, err(0), err(1), err(2));
+    assert!(err(2) < 2.0 * ex.floor + 0.01, "exact K-DCT {} vs floor {}", err(2), ex.floor);
+    assert!(err(0) > 4.0 * ex.floor && err(1) > 4.0 * ex.floor, "the heuristics should be biased at K = 2");
 }

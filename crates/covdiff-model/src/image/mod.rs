@@ -4,6 +4,7 @@
 
 pub mod denoiser;
 pub mod elbo;
+pub mod exactness;
 pub mod heads;
 pub mod noise;
 pub mod sampler;

@@ -181,6 +181,11 @@ pub struct SamplerConfig {
     /// The rule for the penultimate step's noise (DDPM only).
     #[serde(default = "bao_clip")]
     pub clip_noise: NoiseClip,
+    /// Draw the final step `t_1 -> 0` from its Gaussian too (DDPM only) instead of returning its
+    /// mean, as the papers do. With the exact covariance the chain then samples the data
+    /// distribution itself at any K (the Gaussian exactness study).
+    #[serde(default)]
+    pub final_noise: bool,
 }
 
 impl SamplerConfig {
@@ -193,6 +198,7 @@ impl SamplerConfig {
             lambda: 1.0,
             clip_x0: true,
             clip_noise: bao_clip(),
+            final_noise: false,
         }
     }
 
@@ -318,8 +324,9 @@ impl<B: Backend> Sampling<B> {
                 // MATH.md: mu_s from x0_hat, equal to the eps form without clipping.
                 let (c0, cx) = st.mean_from_x0();
                 let mean = x0.clone() * c0 + x * cx;
-                // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.).
-                if c.lambda == 0.0 || s == 0 {
+                // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.) unless
+                // `final_noise` asks for its draw.
+                if c.lambda == 0.0 || (s == 0 && !c.final_noise) {
                     mean
                 } else {
                     let sigma = variance.at(&st, cov, mean.dims(), &mean.device())?;

@@ -24,6 +24,10 @@ pub enum Command {
     Fd(NllArgs),
     /// NLL (and FD with --classifier) for each covariance at K = 10, 25, 50, as Markdown and JSON.
     Table(TableArgs),
+    /// Gaussian exactness: on DCT-diagonal Gaussian data with the exact denoiser, the samplers'
+    /// second-moment error for beta-tilde, the exact diagonal and exact K-DCT, against the Monte
+    /// Carlo floor.
+    Gaussian(super::exactness::GaussianArgs),
 }
 
 pub fn run(c: Command, device: DeviceKind) -> Result<()> {
@@ -31,6 +35,7 @@ pub fn run(c: Command, device: DeviceKind) -> Result<()> {
         Command::Nll(a) => dispatch(device, a),
         Command::Fd(a) => dispatch(device, FdArgs(a)),
         Command::Table(a) => dispatch(device, a),
+        Command::Gaussian(a) => dispatch(device, a),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod config;
 pub mod eval;
+pub mod exactness;
 pub mod export;
 pub mod models;
 pub mod sample;

@@ -106,6 +106,7 @@ impl<B: Backend> Models<B> {
             lambda: opts.lambda,
             clip_x0: opts.clip_x0,
             clip_noise: opts.clip_noise,
+            final_noise: false,
         };
         let mut sampling = config.build(&self.table, self.noise.clone())?;
         Ok(match column {
