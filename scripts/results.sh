@@ -14,6 +14,15 @@ mkdir -p "$R" "$D"
 # Gaussian exactness (no training).
 [ -f "$D/gaussian-exactness.md" ] || covdiff eval gaussian --out "$D/gaussian-exactness"
 
+# Covariance structure (Fig. 5/6): Fashion-MNIST, and colour emoji (npm emoji-datasource-twitter,
+# 64 x 64 PNGs on white) at 16 x 16.
+[ -f "$D/fit-fashion-mnist.json" ] ||
+  covdiff covariance fit fashion-mnist --d 16 --out "$D/fit-fashion-mnist.json" --plot "$D/fit-fashion-mnist.png"
+EMOJI="$R/npm/node_modules/emoji-datasource-twitter/img/twitter/64"
+[ -d "$EMOJI" ] || npm install --silent --prefix "$R/npm" emoji-datasource-twitter
+[ -f "$D/fit-emoji.json" ] ||
+  covdiff covariance fit "images:$EMOJI" --d 16 --out "$D/fit-emoji.json" --plot "$D/fit-emoji.png"
+
 # Stage 1, the classifier whose features define FD, and one head set per row of Table 2.
 [ -f "$R/eps/model.safetensors" ] || covdiff train --config configs/results/fmnist-eps.toml --out "$R/eps"
 [ -f "$R/classifier.mpk" ] || covdiff classifier --steps 2500 --out "$R/classifier"
