@@ -47,3 +47,9 @@ for k in 10 25; do
   [ -f "$D/samples-k$k.png" ] || covdiff sample "${heads[@]}" \
     --compare beta-tilde,ddim,diag-npr,kdct-npr --steps "$k" --n 8 --out "$D/samples-k$k.png"
 done
+
+# The page: docs/RESULTS.in.md with each `{{include <file>}}` line replaced by docs/<file>.
+awk '/^\{\{include .*\}\}$/ { f = substr($0, 11, length($0) - 12); path = "docs/" f;
+       if ((getline line < path) > 0) { print line; while ((getline line < path) > 0) print line; close(path) }
+       else print "(not yet computed: " f ")"; next } { print }' docs/RESULTS.in.md > docs/RESULTS.md
+echo "wrote docs/RESULTS.md"
