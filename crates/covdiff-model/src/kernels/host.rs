@@ -1078,31 +1078,16 @@ impl<'a> RowFactor<'a> {
         }
     }
 
-    /// `F X_p` for every `d x d` plane `X_p` of `x`.
-    fn left(&self, x: &[f32], out: &mut [f32], d: usize) {
+    /// `F X_p`, or `F^T X_p` when `transpose`, for every `d x d` plane `X_p` of `x`.
+    fn left(&self, x: &[f32], out: &mut [f32], d: usize, transpose: bool) {
         for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
             match self {
+                Self::Mirror(m) if transpose => m.left_transpose(xp, yp),
                 Self::Mirror(m) => m.left(xp, yp),
                 Self::Dense(f, _) => {
-                    matmul(Out::rows(yp, d), false, View::rows(f, d), View::rows(xp, d), [d, d, d], Parallelism::None)
+                    let f = if transpose { View::transposed(f, d) } else { View::rows(f, d) };
+                    matmul(Out::rows(yp, d), false, f, View::rows(xp, d), [d, d, d], Parallelism::None)
                 }
-            }
-        }
-    }
-
-    /// `F^T X_p` for every plane of `x`.
-    fn left_transpose(&self, x: &[f32], out: &mut [f32], d: usize) {
-        for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
-            match self {
-                Self::Mirror(m) => m.left_transpose(xp, yp),
-                Self::Dense(f, _) => matmul(
-                    Out::rows(yp, d),
-                    false,
-                    View::transposed(f, d),
-                    View::rows(xp, d),
-                    [d, d, d],
-                    Parallelism::None,
-                ),
             }
         }
     }
@@ -1144,14 +1129,14 @@ pub fn kdct_structured(
         // p = S = T(p) = A (p B^T) for the matvec; the sample's S is p itself.
         if analyse {
             fb.apply(&p, &mut q);
-            fa.left(&q, &mut p, d);
+            fa.left(&q, &mut p, d, false);
         }
         let lam_i = &lam[i * plane..(i + 1) * plane];
         for sk in p.chunks_mut(plane) {
             scale_kernel(sk, lam_i);
         }
         // T^T(S) = (A^T S) B.
-        fa.left_transpose(&p, &mut q, d);
+        fa.left(&p, &mut q, d, true);
         fb.apply_transpose(&q, yi);
     });
     y
