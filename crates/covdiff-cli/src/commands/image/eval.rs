@@ -233,7 +233,7 @@ impl EvalData {
 }
 
 /// A table section: title, whether it is on, and the value it shows.
-type Section = (&'static str, bool, fn(&Cell) -> Option<f64>);
+type Section = (String, bool, fn(&Cell) -> Option<f64>);
 
 /// One covariance at one K.
 #[derive(Clone, Copy, Debug, Default)]
@@ -285,9 +285,19 @@ impl BackendJob for TableArgs {
         let res = self.eval.evaluate::<B>(&self.ks, nll, fd, &device)?;
         let mut md = String::new();
         let mut json = Vec::new();
-        let sections: [Section; 2] = [
-            ("NLL (bits/dim) by the K-step ELBO", nll, |c| c.nll.map(|v| v[0])),
-            ("FD in the classifier's features (lower is better)", fd, |c| c.fd.map(|v| v[0])),
+        let (n, m) = (self.eval.n, self.eval.fd_samples);
+        let logdet = &self.eval.logdet;
+        let sections: [Section; 4] = [
+            (format!("NLL (bits/dim) by the K-step ELBO, {n} test images, {logdet} log-determinants"), nll, |c| {
+                c.nll.map(|v| v[0])
+            }),
+            (
+                format!("FD in the classifier's features (lower is better), {m} samples against {m} test images"),
+                fd,
+                |c| c.fd.map(|v| v[0]),
+            ),
+            ("Precision (k = 3 nearest neighbours; higher is better)".into(), fd, |c| c.fd.map(|v| v[1])),
+            ("Recall (k = 3 nearest neighbours; higher is better)".into(), fd, |c| c.fd.map(|v| v[2])),
         ];
         for (title, on, value) in sections {
             if !on {
