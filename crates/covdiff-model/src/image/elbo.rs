@@ -92,6 +92,13 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
         let d2 = host(crate::covariance::per_image_sum(delta.clone() * delta));
         return Ok(s.iter().zip(d2).map(|(s, d2)| 0.5 * (n * v / s + d2 / s - n + n * s.ln() - n * v.ln())).collect());
     }
+    if let AnyCovariance::Diagonal(diag) = sigma {
+        // Exact for either method: 0.5 sum_i (v / s_i + delta_i^2 / s_i - 1 + ln s_i - ln v).
+        let s = diag.e.clone();
+        let terms = (s.clone().recip() * v + delta.clone() * delta / s.clone() + s.log()).reshape([0, -1]);
+        let sums = host(terms.sum_dim(1));
+        return Ok(sums.iter().map(|t| 0.5 * (t - n - n * v.ln())).collect());
+    }
     match method {
         LogDet::Exact => {
             let [b, ..] = sigma.shape();
