@@ -25,6 +25,8 @@ EMOJI="$R/npm/node_modules/emoji-datasource-twitter/img/twitter/64"
 
 # Stage 1, the classifier whose features define FD, and one head set per row of Table 2.
 [ -f "$R/eps/model.safetensors" ] || covdiff train --config configs/results/fmnist-eps.toml --out "$R/eps"
+[ -f "$D/ddpm-k1000.png" ] || covdiff sample --weights "$R/eps/model.safetensors" --compare beta-tilde \
+  --steps 1000 --n 16 --out "$D/ddpm-k1000.png"
 [ -f "$R/classifier.mpk" ] || covdiff classifier --steps 2500 --out "$R/classifier"
 heads=()
 for row in diag:sn diag:npr kdct:npr diag:ocm kdct:ocm; do
