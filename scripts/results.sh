@@ -54,6 +54,9 @@ for k in 10 25; do
     --compare beta-tilde,ddim,diag-npr,kdct-npr --steps "$k" --n 8 --out "$D/samples-k$k.png"
 done
 
+# Overheads (paper Table 6): sampling and training steps, K-DCT against diagonal on one UNet.
+[ -f "$D/overheads.json" ] || covdiff bench model --json "$D/overheads.json"
+
 # The page: docs/RESULTS.in.md with each `{{include <file>}}` line replaced by docs/<file>.
 awk '/^\{\{include .*\}\}$/ { f = substr($0, 11, length($0) - 12); path = "docs/" f;
        if ((getline line < path) > 0) { print line; while ((getline line < path) > 0) print line; close(path) }
