@@ -46,8 +46,9 @@ impl<B: Backend> KDct<B> {
 
     /// The structured term by the CPU host kernel (`kernels::kdct_structured`), where there is
     /// one and it measured faster (`bench covariance`, batch 16, C = 3: from d = 32 on, where
-    /// the DCT's mirror symmetry halves the products; at d = 16 burn's own products are faster): `T^T(lam * T(M v))` when `analyse`, else
-    /// `T^T(lam * M v)`. `lam` is only computed when the kernel runs.
+    /// the DCT's mirror symmetry halves the products; at d = 16 burn's own products are
+    /// faster): `T^T(lam * T(M v))` when `analyse`, else `T^T(lam * M v)`. `lam` is only
+    /// computed when the kernel runs.
     fn host_structured(
         &self,
         v: &Tensor<B, 4>,

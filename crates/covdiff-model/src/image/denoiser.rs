@@ -109,13 +109,13 @@ impl<B: Backend> GaussianDenoiser<B> {
         })
     }
 
-    /// `lam_t` (`[B, d, d]`) and `1 - lam_t`, each computed without cancellation.
+    /// `abar sigma2 g` and `abar sigma2 g + bbar`, `[B, d, d]`: `lam_t` is their ratio and
+    /// `1 - lam_t = bbar / (abar sigma2 g + bbar)`, each without cancellation.
     fn spectra(&self, t: usize, b: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let (ab, bb) = (self.abar[t], 1.0 - self.abar[t]);
-        let signal = self.sigma2.clone() * (ab * self.gain);
-        let denom = signal.clone() + bb;
         let [_, d, _] = self.sigma2.dims();
-        ((signal / denom.clone()).expand([b, d, d]), (denom.recip() * bb).expand([b, d, d]))
+        let signal = (self.sigma2.clone() * (ab * self.gain)).expand([b, d, d]);
+        (signal.clone(), signal + bb)
     }
 
     fn kdct(&self, lam: Tensor<B, 3>, c: usize) -> KDct<B> {
@@ -129,12 +129,13 @@ impl<B: Backend> Denoiser<B> for GaussianDenoiser<B> {
     fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
         let [b, c, d, _] = x.dims();
         assert_eq!(c, self.l.dims()[1], "the image's channels must match the Gaussian data's");
-        let (lam, rest) = self.spectra(t, b);
+        let (signal, denom) = self.spectra(t, b);
         let bb = 1.0 - self.abar[t];
+        let rest = denom.clone().recip() * bb;
         // P x = (L L^T) x per pixel.
         let m = self.l.clone().matmul(self.l.clone().swap_dims(1, 2)).expand([b, c, c]);
         let projected = m.matmul(x.clone().reshape([b, c, d * d])).reshape([b, c, d, d]);
         let eps = (x.clone() - projected + self.kdct(rest, c).matvec(x)) / bb.sqrt();
-        (eps, with_cov.then(|| AnyCovariance::KDct(self.kdct(lam, c))))
+        (eps, with_cov.then(|| AnyCovariance::KDct(self.kdct(signal / denom, c))))
     }
 }

@@ -1013,25 +1013,25 @@ impl MirrorFactor {
         matmul(Out::rows(&mut o, h), false, View::strided(y, 1, d, 2), View::rows(&self.odd, h), dims, none);
         mirror_unfold_kernel(&e, &o, out, d);
     }
-}
 
-impl MirrorFactor {
-    /// `Y = F X` for one `d x d` plane `x`: the same butterflies on whole rows,
+    /// `Y_p = F X_p` for every `d x d` plane `X_p` of `x`: the same butterflies on whole rows,
     /// `Y_{2j} = F_e (X_n + X_{d-1-n})`, `Y_{2j+1} = F_o (X_n - X_{d-1-n})`.
     fn left(&self, x: &[f32], out: &mut [f32]) {
         let (d, h) = (self.d, self.d / 2);
         let (mut plus, mut minus) = (vec![0.0; h * d], vec![0.0; h * d]);
-        for n in 0..h {
-            let (top, bottom) = (&x[n * d..][..d], &x[(d - 1 - n) * d..][..d]);
-            butterfly_kernel(top, bottom, &mut plus[n * d..][..d], &mut minus[n * d..][..d]);
-        }
         let dims = [h, h, d];
         let none = Parallelism::None;
-        matmul(Out::strided(out, 0, 2 * d, 1), false, View::rows(&self.even, h), View::rows(&plus, d), dims, none);
-        matmul(Out::strided(out, d, 2 * d, 1), false, View::rows(&self.odd, h), View::rows(&minus, d), dims, none);
+        for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
+            for n in 0..h {
+                let (top, bottom) = (&xp[n * d..][..d], &xp[(d - 1 - n) * d..][..d]);
+                butterfly_kernel(top, bottom, &mut plus[n * d..][..d], &mut minus[n * d..][..d]);
+            }
+            matmul(Out::strided(yp, 0, 2 * d, 1), false, View::rows(&self.even, h), View::rows(&plus, d), dims, none);
+            matmul(Out::strided(yp, d, 2 * d, 1), false, View::rows(&self.odd, h), View::rows(&minus, d), dims, none);
+        }
     }
 
-    /// `Z = F^T Y` for one plane: `E = F_e^T Y_even`, `O = F_o^T Y_odd`, then
+    /// `Z_p = F^T Y_p` for every plane of `y`: `E = F_e^T Y_even`, `O = F_o^T Y_odd`, then
     /// `Z_n = E_n + O_n` and `Z_{d-1-n} = E_n - O_n` row by row.
     fn left_transpose(&self, y: &[f32], out: &mut [f32]) {
         let (d, h) = (self.d, self.d / 2);
@@ -1039,12 +1039,14 @@ impl MirrorFactor {
         let dims = [h, h, d];
         let none = Parallelism::None;
         let (fe, fo) = (View::transposed(&self.even, h), View::transposed(&self.odd, h));
-        matmul(Out::rows(&mut e, d), false, fe, View::strided(y, 0, 2 * d, 1), dims, none);
-        matmul(Out::rows(&mut o, d), false, fo, View::strided(y, d, 2 * d, 1), dims, none);
-        let (top, bottom) = out.split_at_mut(h * d);
-        for n in 0..h {
-            let (er, or) = (&e[n * d..][..d], &o[n * d..][..d]);
-            butterfly_kernel(er, or, &mut top[n * d..][..d], &mut bottom[(h - 1 - n) * d..][..d]);
+        for (yp, zp) in y.chunks(d * d).zip(out.chunks_mut(d * d)) {
+            matmul(Out::rows(&mut e, d), false, fe, View::strided(yp, 0, 2 * d, 1), dims, none);
+            matmul(Out::rows(&mut o, d), false, fo, View::strided(yp, d, 2 * d, 1), dims, none);
+            let (top, bottom) = zp.split_at_mut(h * d);
+            for n in 0..h {
+                let (er, or) = (&e[n * d..][..d], &o[n * d..][..d]);
+                butterfly_kernel(er, or, &mut top[n * d..][..d], &mut bottom[(h - 1 - n) * d..][..d]);
+            }
         }
     }
 }
@@ -1080,13 +1082,13 @@ impl<'a> RowFactor<'a> {
 
     /// `F X_p`, or `F^T X_p` when `transpose`, for every `d x d` plane `X_p` of `x`.
     fn left(&self, x: &[f32], out: &mut [f32], d: usize, transpose: bool) {
-        for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
-            match self {
-                Self::Mirror(m) if transpose => m.left_transpose(xp, yp),
-                Self::Mirror(m) => m.left(xp, yp),
-                Self::Dense(f, _) => {
-                    let f = if transpose { View::transposed(f, d) } else { View::rows(f, d) };
-                    matmul(Out::rows(yp, d), false, f, View::rows(xp, d), [d, d, d], Parallelism::None)
+        match self {
+            Self::Mirror(m) if transpose => m.left_transpose(x, out),
+            Self::Mirror(m) => m.left(x, out),
+            Self::Dense(f, _) => {
+                let f = if transpose { View::transposed(f, d) } else { View::rows(f, d) };
+                for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
+                    matmul(Out::rows(yp, d), false, f, View::rows(xp, d), [d, d, d], Parallelism::None);
                 }
             }
         }

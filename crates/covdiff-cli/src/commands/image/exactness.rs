@@ -70,7 +70,7 @@ impl BackendJob for GaussianArgs {
         let table = Linear::default().table();
         let mut tables = Vec::new();
         for (name, data) in datasets(self.size)? {
-            eprintln!("{name}: {} samplers x {} K x {} samples ...", 3, self.ks.len(), self.n);
+            eprintln!("{name}: beta-tilde, diagonal and K-DCT at {} K, {} samples each ...", self.ks.len(), self.n);
             tables.push(gaussian_exactness::<B>(&data, &name, &table, &self.ks, self.n, self.seed, &device)?);
         }
         let md = markdown(&tables);
