@@ -629,6 +629,12 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     let mut card = json(&exported.with_extension("json"));
     card["unet"]["block_out_channels"] = serde_json::json!([8, 16]);
     std::fs::write(wrong.with_extension("json"), card.to_string()).unwrap();
+    // A card whose heads do not fit its own UNet is refused before any tensor is read...
+    assert_error(&covdiff(&["sample", "--weights", &s(&wrong)]), "heads do not fit its UNet");
+    // ...and a consistent card that does not fit the tensors names the tensors.
+    card["heads"] = serde_json::Value::Null;
+    card["objective"] = serde_json::Value::Null;
+    std::fs::write(wrong.with_extension("json"), card.to_string()).unwrap();
     assert_error(&covdiff(&["sample", "--weights", &s(&wrong)]), "down_blocks.1");
 
     // NI-DDPM: GFF forward noise, trained, sampled; its NLL is refused, not computed wrongly.

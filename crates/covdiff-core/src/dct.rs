@@ -1,4 +1,4 @@
-//! The orthonormal DCT-II (MATH.md, "DCT"): the matrix `F`, and fast 2D
+//! The orthonormal DCT-II (docs/maths.md, "DCT"): the matrix `F`, and fast 2D
 //! transforms of `d x d` planes with `rustdct`.
 
 use rustdct::{DctPlanner, TransformType2And3};

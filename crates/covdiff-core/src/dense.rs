@@ -1,5 +1,5 @@
 //! Dense reference matrices at small size: the truth every structured
-//! operator is tested against. `vec(x)` is channel-major (MATH.md).
+//! operator is tested against. `vec(x)` is channel-major (docs/maths.md).
 
 use crate::dct::dct_matrix;
 use nalgebra::{DMatrix, DVector};

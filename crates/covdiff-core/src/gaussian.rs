@@ -1,4 +1,4 @@
-//! Gaussian data with exact ground truth (MATH.md, "Gaussian data").
+//! Gaussian data with exact ground truth (docs/maths.md, "Gaussian data").
 //!
 //! The prior is `x_0 ~ N(0, S)` with `S = (P P^T) (x) F2^T diag(sigma2) F2`.
 //! In the DCT basis every frequency `k` is an independent `C x C` block
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn skip_step_sampler_with_exact_moments_is_the_exact_posterior() {
-        // mu_s and btilde I + kappa E_t (MATH.md) equal the exact q(x_s | x_t), for any gap.
+        // mu_s and btilde I + kappa E_t (docs/maths.md) equal the exact q(x_s | x_t), for any gap.
         let table = Linear::default().table();
         for g in [grey(), colour()] {
             for (t, s) in [(1000, 0), (800, 300), (20, 19)] {

@@ -1,4 +1,4 @@
-//! Gaussian free field noise (MATH.md, "Non-isotropic noise").
+//! Gaussian free field noise (docs/maths.md, "Non-isotropic noise").
 //!
 //! `g = Re(IFFT2(w * FFT2(z)))`, scaled to unit variance per pixel, with
 //! `w_k = |k|^(-gamma)` on the signed FFT frequencies `k = (k_y, k_x)`.

@@ -1,6 +1,6 @@
 //! covdiff-core: the framework-free mathematics and I/O of covdiff.
 //!
-//! Everything here follows `shared/MATH.md`; equations are cited where they
+//! Everything here follows `docs/maths.md`; equations are cited where they
 //! are implemented. Nothing here depends on burn.
 
 pub mod data;

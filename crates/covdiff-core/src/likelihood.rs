@@ -1,4 +1,4 @@
-//! Pieces of the negative ELBO (MATH.md, "Likelihood"): the discretised
+//! Pieces of the negative ELBO (docs/maths.md, "Likelihood"): the discretised
 //! Gaussian decoder of Ho et al. for 8-bit data, the Gaussian KL against an
 //! isotropic posterior by Cholesky, and Lanczos quadrature for the
 //! stochastic log-determinant.

@@ -1,4 +1,4 @@
-//! Noise schedules (MATH.md, "Schedules"): `beta_t` for t = 1..T and the
+//! Noise schedules (docs/maths.md, "Schedules"): `beta_t` for t = 1..T and the
 //! derived `alpha_t`, `abar_t`, `bbar_t` and `btilde_t`.
 
 use serde::{Deserialize, Serialize};

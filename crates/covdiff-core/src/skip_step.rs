@@ -1,4 +1,4 @@
-//! Skip-step posterior coefficients from t down to s < t (MATH.md,
+//! Skip-step posterior coefficients from t down to s < t (docs/maths.md,
 //! "Skip-step posterior"), the heuristics, and DDIM(eta).
 
 use crate::schedule::ScheduleTable;

@@ -1,5 +1,5 @@
 //! K-step trajectories `t_K > ... > t_1` through a T-step schedule
-//! (MATH.md, "Schedules").
+//! (docs/maths.md, "Schedules").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Objectives for covariance heads on a frozen eps-network (MATH.md,
+//! Objectives for covariance heads on a frozen eps-network (docs/maths.md,
 //! "Training objectives"), for any [`Covariance`]. Each returns one value
 //! per image; the constant terms of the dense forms are dropped. The caller
 //! passes `eps_hat` (and `J v`) already detached from the frozen network.

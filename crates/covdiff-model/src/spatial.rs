@@ -1,4 +1,4 @@
-//! The spatial eigenbasis of the K-DCT family (MATH.md, "DCT" and
+//! The spatial eigenbasis of the K-DCT family (docs/maths.md, "DCT" and
 //! "Covariance models"): a separable plane transform `T(X) = A X B^T`,
 //! with `A` acting on rows (vertical) and `B` on columns (horizontal).
 //! K-DCT uses `A = B = F`; "Free" learns `A` and `B`; "FreeDiag" uses
@@ -75,7 +75,7 @@ impl<B: Backend> SpatialBasis<B> {
         right_multiply(at.matmul(y), self.b.clone())
     }
 
-    /// `diag(T^T diag(lam) T)` as planes: `(A o A)^T Lam (B o B)` (MATH.md's `G^T Lam G`).
+    /// `diag(T^T diag(lam) T)` as planes: `(A o A)^T Lam (B o B)` (docs/maths.md's `G^T Lam G`).
     pub fn diag_of_spectrum(&self, lam: Tensor<B, 3>) -> Tensor<B, 3> {
         let ga = lift::<B, 3>((self.a.clone() * self.a.clone()).transpose());
         let gb = lift::<B, 3>(self.b.clone() * self.b.clone());

@@ -1,4 +1,4 @@
-//! Every covariance operation equals its dense matrix (MATH.md, "Covariance models").
+//! Every covariance operation equals its dense matrix (docs/maths.md, "Covariance models").
 //!
 //! The references are built here in f64 with nalgebra and explicit Kronecker
 //! products (covdiff-core's `dense`), independently of the burn operators.

@@ -234,7 +234,7 @@ fn kl_by_cholesky_and_by_lanczos_match_the_dense_formula() {
 #[test]
 fn elbo_terms_match_a_dense_evaluation() {
     // Each term of Eq. 42 for the exact K-DCT model of Gaussian grey 4x4 data, against dense
-    // matrices from MATH.md's formulas, with the same white draws for every x_t.
+    // matrices from docs/maths.md's formulas, with the same white draws for every x_t.
     use common::truth::Truth;
     use covdiff_core::likelihood::discretized_gaussian_nll;
     use covdiff_core::trajectory::{Spacing, Trajectory};

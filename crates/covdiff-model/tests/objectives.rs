@@ -1,4 +1,4 @@
-//! Every objective equals its dense form from MATH.md, "Training objectives",
+//! Every objective equals its dense form from docs/maths.md, "Training objectives",
 //! with E built as an n x n matrix (covdiff-core's explicit Kronecker products).
 //! f32 operators against f64 references: 1e-4 relative tolerance.
 
@@ -116,7 +116,7 @@ fn ocm_mean_over_probes_equals_its_dense_form() {
 #[test]
 fn ocm_under_gff_noise_targets_the_whitened_posterior_covariance() {
     // Gaussian data under GFF forward noise, with the exact (linear) eps-network. In whitened
-    // coordinates E_t = I - sqrt(bbar) J Sigma^1/2 (MATH.md, Tweedie), so OCM must probe the
+    // coordinates E_t = I - sqrt(bbar) J Sigma^1/2 (docs/maths.md, Tweedie), so OCM must probe the
     // network along Sigma^1/2 v. The 16 rows of a Sylvester-Hadamard matrix have second moment I
     // exactly, so the mean over them is the expectation over Rademacher probes.
     use common::truth::{gff_sqrt, DenseDenoiser, Truth};

@@ -2,7 +2,7 @@
 //! (linear) denoiser, every sampler here is a linear-Gaussian chain, so the
 //! covariance of its output is found densely by propagating
 //! `S <- A S A^T + Q` through the steps, with coefficients written out here
-//! from MATH.md ("Skip-step posterior"), not taken from the code under test.
+//! from docs/maths.md ("Skip-step posterior"), not taken from the code under test.
 //! The sample covariance of 40k draws must match it, for white noise (DDPM)
 //! and GFF noise (NI-DDPM), for the penultimate-step noise rules, and DDIM.
 

@@ -12,7 +12,7 @@ enum Kind {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which schedule (MATH.md, "Schedules").
+    /// Which schedule (docs/maths.md, "Schedules").
     #[arg(value_enum)]
     kind: Kind,
     /// Number of steps T (default: 1000 for linear and cosine, 500 for sigmoid).

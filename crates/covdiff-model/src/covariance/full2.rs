@@ -1,4 +1,4 @@
-//! A full 2 x 2 covariance per point (the 2D thesis, MATH.md "2D anisotropic
+//! A full 2 x 2 covariance per point (the 2D thesis, docs/maths.md "2D anisotropic
 //! covariance"). Points are viewed as `[N, 2, 1, 1]` images so that every
 //! [`Covariance`] algorithm (samplers, objectives) applies unchanged.
 //!
@@ -73,7 +73,7 @@ impl<B: Backend> Full2<B> {
             / other.det()
     }
 
-    /// `KL(N(m_self, S_self) || N(m_other, S_other))`, `m`s as `[N, 2, 1, 1]` (MATH.md).
+    /// `KL(N(m_self, S_self) || N(m_other, S_other))`, `m`s as `[N, 2, 1, 1]` (docs/maths.md).
     pub fn kl(&self, m_self: Tensor<B, 4>, other: &Self, m_other: Tensor<B, 4>) -> Tensor<B, 1> {
         (self.trace_solve(other) + other.inv_quadratic(m_other - m_self) - 2.0 + other.logdet() - self.logdet()) * 0.5
     }

@@ -1,4 +1,4 @@
-//! K-DCT (paper Eq. 12; MATH.md): `E = diag(e) + (L L^T) (x) T^T diag(lam) T`,
+//! K-DCT (paper Eq. 12; docs/maths.md): `E = diag(e) + (L L^T) (x) T^T diag(lam) T`,
 //! `T = F (x) F` for K-DCT, or a learnt basis for "Free" and "FreeDiag" (Table 9).
 
 use super::{diag_embed, per_image_sum, standard_normal, Covariance};

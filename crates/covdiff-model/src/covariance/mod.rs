@@ -1,4 +1,4 @@
-//! Models of `E_t = Cov[eps | x_t]` (MATH.md, "Covariance models of E_t"),
+//! Models of `E_t = Cov[eps | x_t]` (docs/maths.md, "Covariance models of E_t"),
 //! as batched operators on image-shaped tensors `[B, C, d, d]`.
 //!
 //! Every operation is a composition of differentiable burn tensor ops, so
@@ -48,11 +48,11 @@ pub trait Covariance<B: Backend>: Clone + Sized {
     /// `||E||_F^2`, one value per batch entry.
     fn frobenius_sq(&self) -> Tensor<B, 1>;
 
-    /// `shift I + scale E`, in the same structure (MATH.md: `btilde I + kappa E_t`).
+    /// `shift I + scale E`, in the same structure (docs/maths.md: `btilde I + kappa E_t`).
     /// `scale` must be >= 0.
     fn shift_scale(&self, shift: f64, scale: f64) -> Self;
 
-    /// The dense `[B, n, n]` matrix, channel-major `vec` (MATH.md, "Tensors and ordering").
+    /// The dense `[B, n, n]` matrix, channel-major `vec` (docs/maths.md, "Tensors and ordering").
     fn to_dense(&self) -> Tensor<B, 3>;
 
     /// `n = C d^2`.

@@ -57,7 +57,7 @@ impl<B: Backend> Denoiser<B> for SecondOrder<B> {
 }
 
 /// The exact `E[eps | x_t]` and `Cov[eps | x_t]` for DCT-diagonal Gaussian data
-/// `x_0 ~ N(0, M (x) F2^T diag(sigma2) F2)` (MATH.md, "Gaussian data") whose colour factor gives
+/// `x_0 ~ N(0, M (x) F2^T diag(sigma2) F2)` (docs/maths.md, "Gaussian data") whose colour factor gives
 /// `Cov[eps | x_t]` an exact K-DCT form (grey, rank-one `M = g u u^T`, or `M = g I`;
 /// [`DctGaussian::kdct_colour`]): `E_t = (L L^T) (x) F2^T diag(lam_t) F2` with
 /// `lam_t = abar sigma2 g / (abar sigma2 g + bbar)` and `e = 0`, and

@@ -1,4 +1,4 @@
-//! The negative ELBO over a K-step trajectory, in nats per image (MATH.md,
+//! The negative ELBO over a K-step trajectory, in nats per image (docs/maths.md,
 //! "Likelihood"; the paper's Eq. 42):
 //! `KL(q(x_T|x_0) || N(0,I)) + sum_{s>0} KL(q(x_s|x_t,x_0) || p(x_s|x_t)) - log p(x_0|x_{t_1})`.
 //!

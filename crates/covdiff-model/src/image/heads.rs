@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Which covariance the heads predict (MATH.md, "Covariance models of E_t").
+/// Which covariance the heads predict (docs/maths.md, "Covariance models of E_t").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum HeadKind {

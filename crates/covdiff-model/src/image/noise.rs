@@ -1,5 +1,5 @@
 //! The forward noise of the diffusion: white (DDPM) or a Gaussian free field
-//! (NI-DDPM, MATH.md "Non-isotropic noise"). With `x_t = sqrt(abar) x_0 +
+//! (NI-DDPM, docs/maths.md "Non-isotropic noise"). With `x_t = sqrt(abar) x_0 +
 //! sqrt(bbar) Sigma^1/2 eps`, every DDPM formula holds in `y = Sigma^-1/2 x`,
 //! so samplers apply `Sigma^1/2` to whatever is noise-like (eps_hat, z, and
 //! structured samples) and nothing else changes.

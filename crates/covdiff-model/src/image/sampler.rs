@@ -1,4 +1,4 @@
-//! Samplers over a K-step trajectory (MATH.md, "Skip-step posterior"): the
+//! Samplers over a K-step trajectory (docs/maths.md, "Skip-step posterior"): the
 //! skip-step DDPM with any step covariance, and DDIM(eta). Both work in the
 //! whitened coordinates of the forward noise, so they serve NI-DDPM too.
 //!
@@ -321,7 +321,7 @@ impl<B: Backend> Sampling<B> {
         let (x0, ceps) = tweedie(&st, x.clone(), eps, &self.noise, c.clip_x0);
         let out = match c.kind {
             SamplerKind::Ddpm { variance } => {
-                // MATH.md: mu_s from x0_hat, equal to the eps form without clipping.
+                // docs/maths.md: mu_s from x0_hat, equal to the eps form without clipping.
                 let (c0, cx) = st.mean_from_x0();
                 let mean = x0.clone() * c0 + x * cx;
                 // The final step t_1 -> 0 returns the mean (K-DCT paper A.7; Ho et al.) unless

@@ -28,7 +28,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// The covariance heads' objective (MATH.md, "Training objectives").
+/// The covariance heads' objective (docs/maths.md, "Training objectives").
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadObjective {

@@ -960,7 +960,7 @@ multiversion!(fn axpy_kernel(acc: &mut [f32], m: f32, v: &[f32]) => axpy_body);
 multiversion!(fn scale_kernel(x: &mut [f32], w: &[f32]) => scale_body);
 
 /// A `d x d` row factor `F` with the DCT-II's mirror symmetry, `F[k, d-1-n] = (-1)^k F[k, n]`
-/// (MATH.md, "DCT": `cos(pi (2n+1) k / 2d)` changes sign with `k` under `n -> d-1-n`). Applied
+/// (docs/maths.md, "DCT": `cos(pi (2n+1) k / 2d)` changes sign with `k` under `n -> d-1-n`). Applied
 /// to a row `x`, it splits into two half-size products (one butterfly step of the fast DCT):
 /// `(F x)_{2j} = F_e (x_n + x_{d-1-n})` and `(F x)_{2j+1} = F_o (x_n - x_{d-1-n})`, with
 /// `F_e[j, n] = F[2j, n]`, `F_o[j, n] = F[2j+1, n]`, `n < d/2`: half the multiply-adds.

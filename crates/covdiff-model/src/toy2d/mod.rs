@@ -1,5 +1,5 @@
 //! Toy 2D diffusion with a learned full 2 x 2 covariance (the anisotropic
-//! covariance thesis, `papers/anisotropic-covariance-2d.md`; MATH.md "2D
+//! covariance thesis, `papers/anisotropic-covariance-2d.md`; docs/maths.md "2D
 //! anisotropic covariance"), in two variants: the thesis as written, and the
 //! principled one where `L L^T` estimates `E_t = Cov[eps | x_t]`.
 

@@ -1,4 +1,4 @@
-//! The exact denoiser for Gaussian 2D data `x_0 ~ N(0, S)` (MATH.md, "Gaussian
+//! The exact denoiser for Gaussian 2D data `x_0 ~ N(0, S)` (docs/maths.md, "Gaussian
 //! data"): `eps_hat = sqrt(bbar) (abar S + bbar I)^-1 x_t` and
 //! `E_t = I - bbar (abar S + bbar I)^-1`. The oracle for tests and for
 //! checking samplers and likelihoods.

@@ -38,7 +38,7 @@ pub enum StepCovariance {
     Small,
     /// The thesis: the learned `L L^T` is the step covariance itself.
     Thesis,
-    /// MATH.md: `btilde I + kappa E_t`, with the learned `L L^T` as `E_t`.
+    /// docs/maths.md: `btilde I + kappa E_t`, with the learned `L L^T` as `E_t`.
     Principled,
 }
 
@@ -91,7 +91,7 @@ impl FromStr for StepCovariance {
     }
 }
 
-/// The posterior mean of a step from `eps_hat` (MATH.md, "Skip-step posterior").
+/// The posterior mean of a step from `eps_hat` (docs/maths.md, "Skip-step posterior").
 fn step_mean<B: Backend>(st: &SkipStep, x: Tensor<B, 2>, eps: Tensor<B, 2>) -> Tensor<B, 2> {
     let (cx, ce) = st.mean_from_eps();
     x * cx + eps * ce
@@ -133,7 +133,7 @@ impl ReverseProcess<'_> {
         x
     }
 
-    /// The negative ELBO of each point of `x0` in nats (MATH.md, "Likelihood"):
+    /// The negative ELBO of each point of `x0` in nats (docs/maths.md, "Likelihood"):
     /// `KL(q(x_T|x_0) || N(0, I)) + sum_{s > 0} KL(q(x_s|x_t, x_0) || p(x_s|x_t)) - log p(x_0|x_{t_1})`,
     /// each term exact given one draw of `x_t ~ q(x_t|x_0)`, so the sum is unbiased.
     pub fn negative_elbo<B: Backend, M: Denoiser2d<B>>(

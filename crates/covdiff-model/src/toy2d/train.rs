@@ -24,7 +24,7 @@ pub enum Objective {
     /// `eps ~ N(0, I)` whatever `t`, `Sigma_t` is the identity up to sampling error.
     Thesis { kl_weight: f64 },
     /// `L L^T` regresses `E_t = Cov[eps | x_t]` by NPR-residual: `||E - r r^T||_F^2`,
-    /// `r = eps - eps_hat` with `eps_hat` held fixed (MATH.md).
+    /// `r = eps - eps_hat` with `eps_hat` held fixed (docs/maths.md).
     Principled,
 }
 

@@ -1,39 +1,13 @@
-//! The TOML run configuration of `covdiff train`, and the JSON model card
-//! written beside exported weights, from which every other command rebuilds
-//! the model.
+//! The TOML run configuration of `covdiff train`, and the model card's files
+//! (the card itself is `covdiff_model::image::card`).
 
 use anyhow::{bail, ensure, Context, Result};
-use burn::tensor::backend::Backend;
 use covdiff_core::data::{DataSource, ImageSet};
-use covdiff_core::gff::Gff;
-use covdiff_core::schedule::{Cosine, Linear, Schedule, ScheduleTable};
-use covdiff_model::image::{CovarianceHeadsConfig, ForwardNoise, GffOperator, HeadKind, HeadObjective, Settings};
+pub use covdiff_model::image::card::{DataConfig, ModelCard, NoiseConfig, ScheduleConfig, TrainSpec, CARD_FORMAT};
+use covdiff_model::image::{CovarianceHeadsConfig, HeadKind, HeadObjective};
 use covdiff_model::unet::UNetConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// fashion-mnist, idx:<file>, cifar10:<dir> or images:<dir>.
-    pub source: String,
-    /// Resize to this size (0 keeps the source's size).
-    pub size: usize,
-    /// Use only the first images (0: all).
-    pub limit: usize,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self { source: "fashion-mnist".into(), size: 0, limit: 0 }
-    }
-}
-
-impl DataConfig {
-    pub fn load(&self) -> Result<ImageSet> {
-        load_images(&self.source, self.size, self.limit)
-    }
-}
 
 /// Load a data source, resized and truncated.
 pub fn load_images(source: &str, size: usize, limit: usize) -> Result<ImageSet> {
@@ -49,57 +23,9 @@ pub fn load_images(source: &str, size: usize, limit: usize) -> Result<ImageSet> 
     Ok(set)
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ScheduleConfig {
-    /// linear (Ho et al.) or cosine (Nichol & Dhariwal).
-    pub kind: String,
-    pub steps: usize,
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        Self { kind: "linear".into(), steps: 1000 }
-    }
-}
-
-impl ScheduleConfig {
-    pub fn table(&self) -> Result<ScheduleTable> {
-        ensure!((2..=100_000).contains(&self.steps), "schedule steps must be between 2 and 100000");
-        Ok(match self.kind.as_str() {
-            "linear" => Linear { steps: self.steps, ..Default::default() }.table(),
-            "cosine" => Cosine { steps: self.steps, ..Default::default() }.table(),
-            k => bail!("unknown schedule '{k}' (expected linear or cosine)"),
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NoiseConfig {
-    /// white (DDPM) or gff (NI-DDPM).
-    pub kind: String,
-    /// The GFF's power, `w_k = |k|^-gamma`.
-    pub gamma: f64,
-}
-
-impl Default for NoiseConfig {
-    fn default() -> Self {
-        Self { kind: "white".into(), gamma: 1.0 }
-    }
-}
-
-impl NoiseConfig {
-    pub fn build<B: Backend>(&self, size: usize, device: &B::Device) -> Result<ForwardNoise<B>> {
-        Ok(match self.kind.as_str() {
-            "white" => ForwardNoise::White,
-            "gff" => ForwardNoise::Gff(GffOperator::sqrt_of(
-                &Gff::new(size, self.gamma).map_err(anyhow::Error::msg)?,
-                device,
-            )),
-            k => bail!("unknown noise '{k}' (expected white or gff)"),
-        })
-    }
+/// The images a [`DataConfig`] names.
+pub fn load_data(data: &DataConfig) -> Result<ImageSet> {
+    load_images(&data.source, data.size, data.limit)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,57 +130,6 @@ impl HeadsSpec {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainSpec {
-    pub steps: usize,
-    pub checkpoint_every: usize,
-    pub log_every: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub warmup: usize,
-    pub grad_clip: f64,
-    pub ema: f64,
-    pub seed: u64,
-}
-
-impl Default for TrainSpec {
-    fn default() -> Self {
-        let s = Settings::default();
-        Self {
-            steps: 2000,
-            checkpoint_every: 200,
-            log_every: 10,
-            batch: s.batch,
-            lr: s.lr,
-            weight_decay: s.weight_decay,
-            warmup: s.warmup,
-            grad_clip: s.grad_clip,
-            ema: s.ema,
-            seed: s.seed,
-        }
-    }
-}
-
-impl TrainSpec {
-    pub fn settings(&self) -> Result<Settings> {
-        ensure!(self.steps > 0 && self.batch > 0, "[train] steps and batch must be positive");
-        ensure!(self.lr.is_finite() && self.lr > 0.0, "[train] lr must be a positive number");
-        ensure!((0.0..1.0).contains(&self.ema), "[train] ema must be in [0, 1)");
-        ensure!(self.grad_clip >= 0.0 && self.weight_decay >= 0.0, "[train] grad_clip and weight_decay must be >= 0");
-        Ok(Settings {
-            batch: self.batch,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            warmup: self.warmup,
-            grad_clip: self.grad_clip,
-            ema: self.ema,
-            seed: self.seed,
-        })
-    }
-}
-
 /// A `covdiff train` run: every section has defaults (the built-in example
 /// trains the tiny UNet on Fashion-MNIST at 28 x 28).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -276,50 +151,16 @@ impl RunConfig {
     }
 }
 
-/// What `export` writes beside the weights, and what `sample` and `eval` read.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ModelCard {
-    pub format: String,
-    pub channels: usize,
-    pub size: usize,
-    pub data: DataConfig,
-    pub schedule: ScheduleConfig,
-    pub noise: NoiseConfig,
-    pub unet: UNetConfig,
-    pub heads: Option<CovarianceHeadsConfig>,
-    pub objective: Option<String>,
-    pub train: TrainSpec,
-    pub steps_done: usize,
-    /// Final training loss and the like.
-    pub metrics: serde_json::Value,
-    /// The weights file, relative to the card.
-    pub weights: String,
+/// The card beside `weights` (`x.safetensors` -> `x.json`).
+pub fn card_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
 }
 
-pub const CARD_FORMAT: &str = "covdiff-image-1";
-
-impl ModelCard {
-    /// The card beside `weights` (`x.safetensors` -> `x.json`).
-    pub fn path_for(weights: &Path) -> PathBuf {
-        weights.with_extension("json")
-    }
-
-    pub fn read_for(weights: &Path) -> Result<Self> {
-        ensure!(weights.exists(), "{} does not exist", weights.display());
-        let path = Self::path_for(weights);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the model card {} that must sit beside the weights", path.display()))?;
-        let card: Self =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a covdiff model card", path.display()))?;
-        ensure!(card.format == CARD_FORMAT, "{}: unknown card format '{}'", path.display(), card.format);
-        Ok(card)
-    }
-
-    pub fn name(&self) -> String {
-        match (&self.heads, &self.objective) {
-            (Some(h), Some(o)) => format!("{}-{o}", h.kind),
-            (Some(h), None) => h.kind.to_string(),
-            _ => "eps".into(),
-        }
-    }
+/// The model card beside `weights`, checked.
+pub fn read_card(weights: &Path) -> Result<ModelCard> {
+    ensure!(weights.exists(), "{} does not exist", weights.display());
+    let path = card_path(weights);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the model card {} that must sit beside the weights", path.display()))?;
+    ModelCard::from_json(&text).with_context(|| format!("{} is not a usable covdiff model card", path.display()))
 }

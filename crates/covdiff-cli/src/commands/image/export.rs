@@ -1,7 +1,7 @@
 //! `covdiff export`: a run's EMA weights as safetensors (diffusers names)
 //! plus the JSON model card, for `weights/` and the browser.
 
-use super::config::ModelCard;
+use super::config::{card_path, read_card, ModelCard};
 use crate::device::BackendJob;
 use anyhow::{ensure, Context, Result};
 use burn::tensor::backend::Backend;
@@ -32,14 +32,14 @@ pub fn write_bundle<B: Backend>(bundle: &Bundle<B>, card: &ModelCard, path: &Pat
     let json = serde_json::to_string_pretty(&card)?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("covdiff_card".to_string(), json.clone())]);
     weights::save(bundle, path, &meta).map_err(anyhow::Error::msg)?;
-    std::fs::write(ModelCard::path_for(path), json + "\n")?;
+    std::fs::write(card_path(path), json + "\n")?;
     Ok(())
 }
 
 /// The weights file and card of a run folder or weights path.
 pub fn locate(run: &Path) -> Result<(PathBuf, ModelCard)> {
     let weights = if run.is_dir() { run.join("model.safetensors") } else { run.to_path_buf() };
-    Ok((weights.clone(), ModelCard::read_for(&weights)?))
+    Ok((weights.clone(), read_card(&weights)?))
 }
 
 /// Build the model a card describes and load its weights.
@@ -67,7 +67,7 @@ impl BackendJob for Args {
             card.metrics["eval"] = eval;
         }
         write_bundle(&bundle, &card, &self.out)?;
-        println!("wrote {} and {}", self.out.display(), ModelCard::path_for(&self.out).display());
+        println!("wrote {} and {}", self.out.display(), card_path(&self.out).display());
         Ok(())
     }
 }

@@ -3,87 +3,96 @@
 //! loaded weights by kind (`diag`, `lowrank8`, `kdct`, `free`, `free-diag`)
 //! or by kind and objective (`kdct-ocm`).
 
-use super::config::ModelCard;
-use super::export::load_bundle;
-use anyhow::{bail, ensure, Result};
+use super::config::{read_card, ModelCard};
+use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::Spacing;
-use covdiff_model::image::weights::Bundle;
-use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, SamplerConfig, SamplerKind, SecondOrder, StepVariance};
-use covdiff_model::unet::UNet;
+use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, Pipeline, SamplerConfig, StepVariance};
 use std::path::PathBuf;
 
+/// The pipelines of several weights files that share image shape, schedule and noise (one
+/// eps-UNet family), and the samplers named across them.
 pub struct Models<B: Backend> {
     pub cards: Vec<ModelCard>,
-    /// The first file's eps-UNet, for the heuristic samplers.
-    unet: UNet<B>,
-    /// Per file: its UNet with its heads, when it has heads.
-    learned: Vec<Option<SecondOrder<B>>>,
+    pipelines: Vec<Pipeline<B>>,
     pub table: ScheduleTable,
     pub noise: ForwardNoise<B>,
 }
 
+/// A sampler: a pipeline's column (`Learned` names the pipeline that holds the heads).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Column {
+    Heuristic(StepVariance),
+    Ddim,
+    Learned(usize),
+}
+
 impl<B: Backend> Models<B> {
-    /// Load weights; all must share image shape, schedule and noise (one eps-UNet family).
+    /// Load weights files (or run folders), each with its card beside it.
     pub fn load(weights: &[PathBuf], device: &B::Device) -> Result<Self> {
         ensure!(!weights.is_empty(), "pass at least one --weights file");
-        let mut cards = Vec::new();
-        let mut learned = Vec::new();
-        let mut unet = None;
+        let mut pipelines: Vec<Pipeline<B>> = Vec::new();
         for w in weights {
-            let (path, card) = super::export::locate(w)?;
-            if let Some(first) = cards.first() {
-                let f: &ModelCard = first;
+            let path = if w.is_dir() { w.join("model.safetensors") } else { w.clone() };
+            let card = read_card(&path)?;
+            if let Some(first) = pipelines.first().map(Pipeline::card) {
                 ensure!(
-                    (f.channels, f.size, &f.schedule, &f.noise)
+                    (first.channels, first.size, &first.schedule, &first.noise)
                         == (card.channels, card.size, &card.schedule, &card.noise),
                     "{} differs from {} in image shape, schedule or noise",
                     w.display(),
                     weights[0].display()
                 );
             }
-            let Bundle { unet: u, covariance_heads } = load_bundle::<B>(&path, &card, device)?;
-            learned.push(covariance_heads.map(|heads| SecondOrder { unet: u.clone(), heads }));
-            unet.get_or_insert(u);
-            cards.push(card);
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            pipelines.push(Pipeline::from_card(card, bytes, &path.display().to_string(), device)?);
         }
-        let table = cards[0].schedule.table()?;
-        let noise = cards[0].noise.build::<B>(cards[0].size, device)?;
-        let unet = unet.expect("at least one file was loaded");
-        Ok(Self { cards, unet, learned, table, noise })
+        let cards = pipelines.iter().map(|p| p.card().clone()).collect();
+        let table = pipelines[0].table().clone();
+        let noise = pipelines[0].noise().clone();
+        Ok(Self { cards, pipelines, table, noise })
     }
 
     pub fn shape(&self, n: usize) -> [usize; 4] {
-        [n, self.cards[0].channels, self.cards[0].size, self.cards[0].size]
+        self.pipelines[0].shape(n)
     }
 
-    /// Resolve a sampler name.
+    /// Resolve a sampler name: `beta`, `beta-tilde` (`iso`), `ddim`, or a file's learnt
+    /// covariance by card name or kind (the first file that has it).
     pub fn column(&self, name: &str) -> Result<Column> {
-        match name {
-            "beta" => return Ok(Column::Heuristic(StepVariance::Large)),
-            "beta-tilde" | "iso" => return Ok(Column::Heuristic(StepVariance::Small)),
-            "ddim" => return Ok(Column::Ddim),
-            _ => {}
-        }
-        let by_name = self.cards.iter().position(|c| c.name() == name);
-        let by_kind = || self.cards.iter().position(|c| c.heads.as_ref().is_some_and(|h| h.kind.name() == name));
-        match by_name.or_else(by_kind) {
-            Some(i) => Ok(Column::Learned(i)),
-            None => {
-                let learned: Vec<String> = self.cards.iter().filter(|c| c.heads.is_some()).map(|c| c.name()).collect();
-                bail!(
-                    "no sampler '{name}': use beta, beta-tilde (iso), ddim{}{}",
-                    if learned.is_empty() { "" } else { ", or " },
-                    learned.join(", ")
-                )
+        use covdiff_model::image::Column as One;
+        let mut first_error = None;
+        for (i, p) in self.pipelines.iter().enumerate() {
+            match p.column(name) {
+                Ok(One::Heuristic(v)) => return Ok(Column::Heuristic(v)),
+                Ok(One::Ddim) => return Ok(Column::Ddim),
+                Ok(One::Learned) => return Ok(Column::Learned(i)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
+        let learned: Vec<String> = self.cards.iter().filter(|c| c.heads.is_some()).map(|c| c.name()).collect();
+        match first_error {
+            Some(_) => bail!(
+                "no sampler '{name}': use beta, beta-tilde (iso), ddim{}{}",
+                if learned.is_empty() { "" } else { ", or " },
+                learned.join(", ")
+            ),
+            None => bail!("no models loaded"),
+        }
     }
 
-    fn second_order(&self, i: usize) -> &SecondOrder<B> {
-        self.learned[i].as_ref().expect("learned columns have heads")
+    /// The pipeline and its own column for a column across files.
+    fn resolve(&self, column: Column) -> (&Pipeline<B>, covdiff_model::image::Column) {
+        use covdiff_model::image::Column as One;
+        match column {
+            Column::Heuristic(v) => (&self.pipelines[0], One::Heuristic(v)),
+            Column::Ddim => (&self.pipelines[0], One::Ddim),
+            Column::Learned(i) => (&self.pipelines[i], One::Learned),
+        }
     }
 
     /// Run the sampler of `column` from `x_t`.
@@ -94,13 +103,9 @@ impl<B: Backend> Models<B> {
         steps: usize,
         x_t: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>> {
-        let kind = match column {
-            Column::Heuristic(variance) => SamplerKind::Ddpm { variance },
-            Column::Ddim => SamplerKind::Ddim { eta: opts.eta },
-            Column::Learned(_) => SamplerKind::Ddpm { variance: StepVariance::Learned },
-        };
+        let (pipeline, one) = self.resolve(column);
         let config = SamplerConfig {
-            kind,
+            kind: one.kind(opts.eta),
             steps,
             spacing: opts.spacing,
             lambda: opts.lambda,
@@ -108,28 +113,15 @@ impl<B: Backend> Models<B> {
             clip_noise: opts.clip_noise,
             final_noise: false,
         };
-        let mut sampling = config.build(&self.table, self.noise.clone())?;
-        Ok(match column {
-            Column::Learned(i) => sampling.run(self.second_order(i), x_t)?,
-            _ => sampling.run(&self.unet, x_t)?,
-        })
+        let mut sampling = pipeline.sampling(one, &config)?;
+        Ok(sampling.run(pipeline.denoiser(one)?, x_t)?)
     }
 
     /// The denoiser and step variance of a column, for the ELBO.
     pub fn denoiser(&self, column: Column) -> Result<(&dyn Denoiser<B>, StepVariance)> {
-        Ok(match column {
-            Column::Heuristic(v) => (&self.unet, v),
-            Column::Ddim => bail!("DDIM has no likelihood: choose beta, beta-tilde or a learned covariance"),
-            Column::Learned(i) => (self.second_order(i), StepVariance::Learned),
-        })
+        let (pipeline, one) = self.resolve(column);
+        Ok(pipeline.likelihood(one)?)
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Column {
-    Heuristic(StepVariance),
-    Ddim,
-    Learned(usize),
 }
 
 #[derive(clap::Args, Clone, Debug)]

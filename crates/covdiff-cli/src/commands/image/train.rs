@@ -1,7 +1,7 @@
 //! `covdiff train`: stage 1 (eps-UNet by L_simple) or stage 2 (covariance
 //! heads on the frozen UNet), from a TOML config with command-line overrides.
 
-use super::config::{ModelCard, RunConfig, CARD_FORMAT};
+use super::config::{load_data, read_card, ModelCard, RunConfig, CARD_FORMAT};
 use super::export::write_bundle;
 use crate::checkpoint::{load_error, recorder, Checkpoints};
 use crate::device::BackendJob;
@@ -129,7 +129,7 @@ impl BackendJob for Args {
         ensure!((1..=64).contains(&self.devices), "--devices must be between 1 and 64");
         let others = other_devices(&device, self.devices);
         let settings = cfg.train.settings()?;
-        let data = Arc::new(cfg.data.load()?);
+        let data = Arc::new(load_data(&cfg.data)?);
         let (channels, size) = (data.channels, data.size);
         let table = cfg.schedule.table()?;
         let noise = cfg.noise.build::<Autodiff<B>>(size, &device)?;
@@ -176,7 +176,7 @@ impl BackendJob for Args {
                     !h.eps_weights.as_os_str().is_empty(),
                     "stage 2 needs the stage-1 weights: --eps-weights <run>/model.safetensors (or eps_weights in [heads])"
                 );
-                let eps_card = ModelCard::read_for(&h.eps_weights)?;
+                let eps_card = read_card(&h.eps_weights)?;
                 ensure!(
                     (eps_card.channels, eps_card.size) == (channels, size),
                     "the eps weights were trained on {}x{}x{} images, this data is {channels}x{size}x{size}",
