@@ -194,6 +194,13 @@ impl<B: Backend> CovarianceHeads<B> {
     /// `E_t` (or, for SN heads, `diag(E[eps^2 | x_t])`) from the UNet's mid-block
     /// output `mid` and last up-block output `last_up` (see [`crate::unet::UNetOutput`]).
     pub fn forward(&self, mid: Tensor<B, 4>, last_up: Tensor<B, 4>) -> AnyCovariance<B> {
+        /// A narrowed view copied into its own buffer before a reshape. burn 0.21's wgpu backend
+        /// reshapes a view whose narrowed dimension has size 1 as if it were contiguous:
+        /// `[2, 785].narrow(1, 0, 1).reshape([2, 1, 1])` reads entries 0 and 1, not 0 and 785,
+        /// which gave grey K-DCT heads a colour factor read out of their spectrum on wgpu.
+        fn own_layout<B: Backend, const D: usize>(view: Tensor<B, D>) -> Tensor<B, D> {
+            view * 1.0
+        }
         let [b, _, h, w] = last_up.dims();
         let (c, d) = (self.channels, self.size);
         assert_eq!((h, w), (d, d), "the last up-block must be d x d");
@@ -203,14 +210,14 @@ impl<B: Backend> CovarianceHeads<B> {
             HeadKind::Diagonal => AnyCovariance::Diagonal(Diagonal::new(e)),
             HeadKind::LowRank { rank } => {
                 // Channels c.. hold R as [rank, C, d, d]: R[b, (c, i, j), k]; scaled so R R^T starts O(1).
-                let r = out.narrow(1, c, c * rank).reshape([b, rank, c * d * d]).swap_dims(1, 2);
+                let r = own_layout(out.narrow(1, c, c * rank)).reshape([b, rank, c * d * d]).swap_dims(1, 2);
                 AnyCovariance::LowRank(LowRank::new(e, r / (rank as f64).sqrt()))
             }
             HeadKind::KDct | HeadKind::Free | HeadKind::FreeDiag => {
                 let (Some(l1), Some(l2)) = (&self.mlp_1, &self.mlp_2) else { unreachable!("K-DCT heads have an MLP") };
                 let flat = silu(mid).reshape([b as i32, -1]);
                 let y = l2.forward(silu(l1.forward(flat)));
-                let l = y.clone().narrow(1, 0, c * c).reshape([b, c, c]);
+                let l = own_layout(y.clone().narrow(1, 0, c * c)).reshape([b, c, c]);
                 let lam = self.positive(y.narrow(1, c * c, d * d)).reshape([b, d, d]);
                 AnyCovariance::KDct(KDct::new(e, l, lam, self.basis(&self.conv_e.weight.device())))
             }
