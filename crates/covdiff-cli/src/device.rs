@@ -18,15 +18,15 @@ pub enum DeviceKind {
 }
 
 impl FromStr for DeviceKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = covdiff_core::Error;
+    fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
         match s {
             "cpu" => Ok(Self::Cpu),
             "ndarray" => Ok(Self::Ndarray),
             "flex" => Ok(Self::Flex),
             "wgpu" => Ok(Self::Wgpu),
             "cuda" => Ok(Self::Cuda),
-            other => Err(format!("unknown device '{other}' (expected cpu, flex, ndarray, wgpu or cuda)")),
+            other => Err(covdiff_core::Error::unknown("device", other, "cpu, flex, ndarray, wgpu or cuda")),
         }
     }
 }

@@ -245,3 +245,48 @@ fn thesis_objective_learns_the_identity() {
         );
     }
 }
+
+/// A toy 2D card rebuilds its model from the weights' bytes (as the file recorder wrote them),
+/// and refuses bad cards and bad bytes with errors.
+#[test]
+fn a_toy2d_card_loads_its_model_from_bytes_and_refuses_bad_input() {
+    use burn::module::Module;
+    use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+    use covdiff_model::toy2d::ModelCard;
+    let device = Default::default();
+    let card_json = serde_json::json!({
+        "data": "moons", "points": 100, "jitter": 0.0, "conditional": true, "classes": 2,
+        "schedule": "sigmoid", "schedule_steps": 100, "objective": "principled", "kl_weight": 0.0,
+        "train_steps": 1, "batch": 8, "lr": 1e-3, "seed": 0, "hidden": 16, "layers": 2,
+        "final_loss": 0.0, "train_seconds": 0.0, "weights": "m.mpk"
+    });
+    let card = ModelCard::from_json(&card_json.to_string()).unwrap();
+    // Materialised first: a clone of a lazily initialised parameter draws its own values.
+    let model = covdiff_model::image::train::materialize(card.config().init::<Cpu>(&device));
+    let dir = std::env::temp_dir().join(format!("covdiff-toy2d-card-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    model.clone().save_file(dir.join("m"), &NamedMpkFileRecorder::<FullPrecisionSettings>::new()).unwrap();
+    let bytes = std::fs::read(dir.join("m.mpk")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let loaded = card.load::<Cpu>(bytes.clone(), &device).unwrap();
+    let x = Tensor::<Cpu, 2>::random([5, 2], Distribution::Normal(0.0, 1.0), &device);
+    let t = Tensor::<Cpu, 1>::from_floats([3.0, 10.0, 50.0, 80.0, 99.0], &device);
+    let y = Some(Tensor::<Cpu, 1, burn::tensor::Int>::from_ints([0, 1, 0, 1, 1], &device));
+    let same = |a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>| {
+        a.into_data().to_vec::<f32>().unwrap() == b.into_data().to_vec::<f32>().unwrap()
+    };
+    assert!(same(model.predict_eps(x.clone(), t.clone(), y.clone()), loaded.predict_eps(x, t, y)));
+    // Bad bytes and bad cards.
+    assert!(card.load::<Cpu>(bytes[..bytes.len() / 2].to_vec(), &device).is_err(), "truncated weights");
+    let mut other = card.clone();
+    other.hidden = 32;
+    assert!(other.load::<Cpu>(bytes, &device).is_err(), "weights of another shape");
+    for (key, value) in
+        [("schedule", serde_json::json!("linear")), ("hidden", serde_json::json!(0)), ("classes", serde_json::json!(0))]
+    {
+        let mut bad = card_json.clone();
+        bad[key] = value;
+        assert!(ModelCard::from_json(&bad.to_string()).is_err(), "{key}");
+    }
+    assert!(ModelCard::from_json("{").is_err());
+}

@@ -9,14 +9,14 @@ use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
 use covdiff_core::metrics::energy_distance;
-use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
+use covdiff_core::schedule::{Schedule, Sigmoid};
 use covdiff_core::svg::{scatter_panels, Cloud, LinePlot, Series};
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::toy2d::{
-    Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer,
+    ModelCard, Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -140,42 +140,6 @@ pub struct SweepArgs {
     eval_points: usize,
     #[arg(long, default_value = "sweep")]
     out_dir: PathBuf,
-}
-
-/// Everything needed to rebuild a trained model.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct ModelCard {
-    pub data: String,
-    pub points: usize,
-    pub jitter: f64,
-    pub conditional: bool,
-    pub classes: usize,
-    pub schedule: String,
-    pub schedule_steps: usize,
-    pub objective: String,
-    pub kl_weight: f64,
-    pub train_steps: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub seed: u64,
-    pub hidden: usize,
-    pub layers: usize,
-    pub final_loss: f64,
-    pub train_seconds: f64,
-    pub weights: String,
-}
-
-impl ModelCard {
-    fn config(&self) -> Toy2dConfig {
-        Toy2dConfig::new().with_hidden(self.hidden).with_layers(self.layers).with_classes(if self.conditional {
-            self.classes
-        } else {
-            0
-        })
-    }
-    fn table(&self) -> ScheduleTable {
-        Sigmoid { steps: self.schedule_steps, ..Default::default() }.table()
-    }
 }
 
 pub fn run(c: Command, device: DeviceKind) -> Result<()> {
@@ -341,15 +305,11 @@ impl BackendJob for TrainArgs {
 
 fn load_model<B: Backend>(card_path: &Path, device: &B::Device) -> Result<(Toy2dModel<B>, ModelCard)> {
     let text = std::fs::read_to_string(card_path).with_context(|| format!("reading {}", card_path.display()))?;
-    let card: ModelCard =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a toy2d model card", card_path.display()))?;
+    let card =
+        ModelCard::from_json(&text).with_context(|| format!("{} is not a toy2d model card", card_path.display()))?;
     let weights = card_path.with_file_name(&card.weights);
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let model = card
-        .config()
-        .init::<B>(device)
-        .load_file(weights.with_extension(""), &recorder, device)
-        .map_err(|e| anyhow::anyhow!("{}: cannot load weights: {e:?}", weights.display()))?;
+    let bytes = std::fs::read(&weights).with_context(|| format!("reading {}", weights.display()))?;
+    let model = card.load::<B>(bytes, device).with_context(|| format!("{}: cannot load weights", weights.display()))?;
     Ok((model, card))
 }
 
@@ -403,7 +363,7 @@ impl BackendJob for SampleArgs {
         );
         ensure!(self.lambda.is_finite() && (0.0..=10.0).contains(&self.lambda), "--lambda must lie in [0, 10]");
         ensure!(self.n > 0, "--n must be positive");
-        let table = card.table();
+        let table = card.table()?;
         let tr = Trajectory::new(table.steps(), self.k, Spacing::Even).map_err(anyhow::Error::msg)?;
         B::seed(&device, self.seed);
         let y = labels::<B>(self.label, self.n, &card, &device)?;
@@ -481,7 +441,7 @@ impl BackendJob for SweepArgs {
                 None,
             )?;
             eprintln!("  trained in {:.1} s and {:.1} s", c1.train_seconds, c2.train_seconds);
-            let table = c1.table();
+            let table = c1.table()?;
             let held = toy2d::sample(t, self.eval_points, 0.02, 12345);
             let held_flat: Vec<f64> = held.xy.iter().flat_map(|p| [p[0], p[1]]).collect();
             let x0 = Tensor::<B, 2>::from_data(

@@ -3,11 +3,13 @@
 //! anisotropic covariance"), in two variants: the thesis as written, and the
 //! principled one where `L L^T` estimates `E_t = Cov[eps | x_t]`.
 
+pub mod card;
 mod network;
 mod oracle;
 mod reverse;
 mod train;
 
+pub use card::ModelCard;
 pub use network::{Mlp, Toy2dConfig, Toy2dModel};
 pub use oracle::GaussianOracle;
 pub use reverse::{Denoiser2d, ReverseProcess, StepCovariance};
