@@ -234,22 +234,11 @@ mod wgpu {
         let x_gpu = Tensor::<Wgpu, 4>::from_data(x_t.to_data(), &gpu);
         let config =
             SamplerConfig { kind: SamplerKind::Ddim { eta: 0.0 }, ..SamplerConfig::ddpm(StepVariance::Small, 3) };
-        let a: Vec<f32> = on_cpu
-            .sampling(Column::Ddim, &config)
-            .unwrap()
-            .run(on_cpu.denoiser(Column::Ddim).unwrap(), x_t)
-            .unwrap()
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let b: Vec<f32> = on_gpu
-            .sampling(Column::Ddim, &config)
-            .unwrap()
-            .run(on_gpu.denoiser(Column::Ddim).unwrap(), x_gpu)
-            .unwrap()
-            .into_data()
-            .to_vec()
-            .unwrap();
+        fn ddim<Q: Backend>(p: &Pipeline<Q>, config: &SamplerConfig, x: Tensor<Q, 4>) -> Vec<f32> {
+            let mut sampling = p.sampling(Column::Ddim, config).unwrap();
+            sampling.run(p.denoiser(Column::Ddim).unwrap(), x).unwrap().into_data().to_vec().unwrap()
+        }
+        let (a, b) = (ddim(&on_cpu, &config, x_t), ddim(&on_gpu, &config, x_gpu));
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(worst < 2e-3, "DDIM on wgpu differs from the CPU by {worst}");
         // The learnt covariance is the same on both (its diagonal at one x_t), and samples on wgpu.
