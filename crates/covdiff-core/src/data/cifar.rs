@@ -13,31 +13,42 @@ pub fn load_cifar10(path: &Path) -> Result<ImageSet, DataError> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for f in &files {
-        let bytes = read_file(f)?;
-        if bytes.is_empty() {
-            return Err(DataError::invalid(f, "empty CIFAR-10 batch"));
-        }
-        if bytes.len() % RECORD != 0 {
-            let whole = bytes.len() / RECORD;
-            return Err(DataError::format(
-                f,
-                (whole * RECORD) as u64,
-                format!("truncated record {whole}: CIFAR-10 records are {RECORD} bytes, file has {}", bytes.len()),
-            ));
-        }
-        for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
-            if rec[0] > 9 {
-                return Err(DataError::format(
-                    f,
-                    (i * RECORD) as u64,
-                    format!("label {} is not a CIFAR-10 class (0-9)", rec[0]),
-                ));
-            }
-            labels.push(rec[0] as u32);
-            pixels.extend_from_slice(&rec[1..]);
-        }
+        let batch = cifar10_batch(&read_file(f)?, f)?;
+        pixels.extend(batch.0);
+        labels.extend(batch.1);
     }
     Ok(ImageSet::from_u8(3, 32, &pixels, Some(labels)))
+}
+
+/// The pixels (8-bit, channel-major per image) and labels of the bytes of one CIFAR-10 batch;
+/// `origin` names them in errors.
+pub fn cifar10_batch(bytes: &[u8], origin: &Path) -> Result<(Vec<u8>, Vec<u32>), DataError> {
+    let f = origin;
+    if bytes.is_empty() {
+        return Err(DataError::invalid(f, "empty CIFAR-10 batch"));
+    }
+    if bytes.len() % RECORD != 0 {
+        let whole = bytes.len() / RECORD;
+        return Err(DataError::format(
+            f,
+            (whole * RECORD) as u64,
+            format!("truncated record {whole}: CIFAR-10 records are {RECORD} bytes, file has {}", bytes.len()),
+        ));
+    }
+    let mut pixels = Vec::with_capacity(bytes.len());
+    let mut labels = Vec::with_capacity(bytes.len() / RECORD);
+    for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
+        if rec[0] > 9 {
+            return Err(DataError::format(
+                f,
+                (i * RECORD) as u64,
+                format!("label {} is not a CIFAR-10 class (0-9)", rec[0]),
+            ));
+        }
+        labels.push(rec[0] as u32);
+        pixels.extend_from_slice(&rec[1..]);
+    }
+    Ok((pixels, labels))
 }
 
 fn batch_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {

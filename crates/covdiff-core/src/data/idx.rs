@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// Read an IDX file of unsigned bytes: its dimensions and its data.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let raw = read_file(path)?;
+    parse_idx(&read_file(path)?, path)
+}
+
+/// Parse the bytes of an IDX file of unsigned bytes, plain or gzipped: its dimensions and its
+/// data. `origin` names the bytes in errors (a path, or a URL in the browser).
+pub fn parse_idx(raw: &[u8], origin: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let path = origin;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..])
@@ -15,7 +21,7 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
             .map_err(|e| DataError::invalid(path, format!("corrupt gzip stream: {e}")))?;
         out
     } else {
-        raw
+        raw.to_vec()
     };
     if bytes.len() < 4 {
         return Err(DataError::format(path, bytes.len() as u64, "file ends inside the 4-byte IDX magic"));
@@ -62,22 +68,32 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
 /// Load images from an IDX `[N, rows, cols]` file, and labels from its sibling
 /// (`...images-idx3...` -> `...labels-idx1...`) when that exists.
 pub fn load_idx(path: &Path) -> Result<ImageSet, DataError> {
-    let (dims, data) = read_idx(path)?;
-    if dims.len() != 3 || dims[1] != dims[2] {
-        return Err(DataError::invalid(path, format!("expected square images [N, d, d], found dimensions {dims:?}")));
+    let images = read_file(path)?;
+    match label_path(path) {
+        Some(lp) if lp.exists() => idx_images(&images, path, Some((&read_file(&lp)?, &lp))),
+        _ => idx_images(&images, path, None),
     }
-    let labels = match label_path(path) {
-        Some(lp) if lp.exists() => {
-            let (ldims, l) = read_idx(&lp)?;
+}
+
+/// Images from the bytes of an IDX `[N, rows, cols]` file, and labels from the bytes of an IDX
+/// `[N]` file when given (each with the name that errors give it).
+pub fn idx_images(images: &[u8], origin: &Path, labels: Option<(&[u8], &Path)>) -> Result<ImageSet, DataError> {
+    let (dims, data) = parse_idx(images, origin)?;
+    if dims.len() != 3 || dims[1] != dims[2] {
+        return Err(DataError::invalid(origin, format!("expected square images [N, d, d], found dimensions {dims:?}")));
+    }
+    let labels = match labels {
+        Some((bytes, lp)) => {
+            let (ldims, l) = parse_idx(bytes, lp)?;
             if ldims != [dims[0]] {
                 return Err(DataError::invalid(
-                    &lp,
+                    lp,
                     format!("{} labels for {} images", ldims.iter().product::<usize>(), dims[0]),
                 ));
             }
             Some(l.into_iter().map(u32::from).collect())
         }
-        _ => None,
+        None => None,
     };
     Ok(ImageSet::from_u8(1, dims[1], &data, labels))
 }
@@ -127,6 +143,14 @@ mod tests {
         let set2 = load_idx(&pg).unwrap();
         assert_eq!(set2.pixels, set.pixels);
         assert_eq!(set2.labels, None);
+
+        // The same from bytes, as the browser reads them; bad labels are an error there too.
+        let labels = idx_bytes(&[2], &[7, 3]);
+        let from_bytes = idx_images(&img, Path::new("images"), Some((&labels, Path::new("labels")))).unwrap();
+        assert_eq!((from_bytes.pixels, from_bytes.labels), (set.pixels, set.labels));
+        let three = idx_bytes(&[3], &[1, 2, 3]);
+        let err = idx_images(&img, Path::new("images"), Some((&three, Path::new("labels")))).unwrap_err();
+        assert!(err.to_string().contains("3 labels for 2 images"), "{err}");
     }
 
     #[test]

@@ -18,28 +18,36 @@ pub fn load_image_folder(dir: &Path, size: usize) -> Result<ImageSet, DataError>
     let mut bytes = Vec::with_capacity(files.len() * 3 * size * size);
     let mut labels = Vec::with_capacity(files.len());
     for (path, label) in &files {
-        let img = image::open(path).map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
-        let rgba = img.to_rgba8();
-        let (w, h) = rgba.dimensions();
-        let side = w.min(h);
-        if side == 0 {
-            return Err(DataError::invalid(path, "image has no pixels"));
-        }
-        let crop = image::imageops::crop_imm(&rgba, (w - side) / 2, (h - side) / 2, side, side).to_image();
-        let small = image::imageops::resize(&crop, size as u32, size as u32, FilterType::Triangle);
-        let mut planes = vec![0u8; 3 * size * size];
-        for (i, px) in small.pixels().enumerate() {
-            let a = px[3] as f32 / 255.0;
-            for c in 0..3 {
-                let v = px[c] as f32 * a + 255.0 * (1.0 - a);
-                planes[c * size * size + i] = v.round().clamp(0.0, 255.0) as u8;
-            }
-        }
-        bytes.extend(planes);
+        let raw = super::read_file(path)?;
+        bytes.extend(decode_image(&raw, size, path)?);
         labels.push(*label);
     }
     let labels = (classes > 0).then_some(labels);
     Ok(ImageSet::from_u8(3, size, &bytes, labels))
+}
+
+/// One PNG or JPEG from its bytes: centre-cropped to a square, resized to `size x size`, alpha
+/// composited on white; 8-bit planes, channel-major. `origin` names the bytes in errors.
+pub fn decode_image(raw: &[u8], size: usize, origin: &Path) -> Result<Vec<u8>, DataError> {
+    let img =
+        image::load_from_memory(raw).map_err(|e| DataError::invalid(origin, format!("cannot decode image: {e}")))?;
+    let rgba = img.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let side = w.min(h);
+    if side == 0 {
+        return Err(DataError::invalid(origin, "image has no pixels"));
+    }
+    let crop = image::imageops::crop_imm(&rgba, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let small = image::imageops::resize(&crop, size as u32, size as u32, FilterType::Triangle);
+    let mut planes = vec![0u8; 3 * size * size];
+    for (i, px) in small.pixels().enumerate() {
+        let a = px[3] as f32 / 255.0;
+        for c in 0..3 {
+            let v = px[c] as f32 * a + 255.0 * (1.0 - a);
+            planes[c * size * size + i] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(planes)
 }
 
 fn is_image(p: &Path) -> bool {

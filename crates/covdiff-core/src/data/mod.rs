@@ -7,9 +7,9 @@ mod idx;
 mod images;
 mod source;
 
-pub use cifar::load_cifar10;
-pub use idx::{load_idx, read_idx};
-pub use images::load_image_folder;
+pub use cifar::{cifar10_batch, load_cifar10};
+pub use idx::{idx_images, load_idx, parse_idx, read_idx};
+pub use images::{decode_image, load_image_folder};
 pub use source::{DataSource, FASHION_MNIST_DIR};
 
 use std::path::{Path, PathBuf};
