@@ -27,7 +27,7 @@ pub fn cifar10_batch(bytes: &[u8], origin: &Path) -> Result<(Vec<u8>, Vec<u32>),
     if bytes.is_empty() {
         return Err(DataError::invalid(f, "empty CIFAR-10 batch"));
     }
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         let whole = bytes.len() / RECORD;
         return Err(DataError::format(
             f,

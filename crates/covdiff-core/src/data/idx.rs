@@ -16,7 +16,7 @@ pub fn parse_idx(raw: &[u8], origin: &Path) -> Result<(Vec<usize>, Vec<u8>), Dat
     let path = origin;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
+        GzDecoder::new(raw)
             .read_to_end(&mut out)
             .map_err(|e| DataError::invalid(path, format!("corrupt gzip stream: {e}")))?;
         out
