@@ -72,7 +72,7 @@ pub trait Covariance<B: Backend>: Clone + Sized {
 /// On the CPU backends (flex, ndarray) the backend's own normal draw costs about 20 ns a
 /// number, more than every other step of a K-DCT sample together (Alg. 1 draws `2n`
 /// numbers). There the numbers come from rand's Ziggurat sampler on the host, in blocks of
-/// 8192 drawn in parallel, each from its own xoshiro256++ stream (rand's `SmallRng`; ChaCha12
+/// 8192 drawn in parallel, each from its own xoshiro256++ stream (ChaCha12
 /// cost twice as much), all seeded by one draw of the backend's generator, so that a seeded run
 /// stays reproducible on any number of threads. GPU backends draw on the device.
 pub fn standard_normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
@@ -87,10 +87,11 @@ pub fn standard_normal<B: Backend, const D: usize>(shape: [usize; D], device: &B
     let n = shape.iter().product::<usize>();
     let mut z = vec![0.0f32; n];
     // Fixed blocks, each with its own stream (the seed and the block's index), so the numbers
-    // do not depend on how many threads draw them.
+    // do not depend on how many threads draw them. Xoshiro256++ by name, not `SmallRng` (which
+    // is Xoshiro128++ on wasm32), so the browser draws the CLI's numbers.
     crate::kernels::for_blocks(&mut z, NORMAL_BLOCK, |block, out| {
         let stream = seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(stream);
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(stream);
         out.iter_mut().for_each(|z| *z = rng.sample(rand_distr::StandardNormal));
     });
     Tensor::from_data(TensorData::new(z, shape), device)
