@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # covdiff's test command: formatting, lints, every test (CPU and wgpu), and
-# the browser target's type check.
+# the page's tests in headless Chromium (scripts/web-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -11,5 +11,5 @@ echo "== clippy -D warnings"
 cargo clippy --workspace --all-targets --features covdiff-cli/wgpu -- -D warnings
 echo "== tests (flex CPU and wgpu backends)"
 COVDIFF_REQUIRE_WGPU=1 cargo test --workspace --features covdiff-cli/wgpu
-echo "== covdiff-model for wasm32 + WebGPU, with flex as the CPU fallback"
-cargo check -p covdiff-model --target wasm32-unknown-unknown --no-default-features --features wgpu,flex
+echo "== the page: wasm-bindgen tests, trunk build, end-to-end in headless Chromium"
+bash scripts/web-test.sh

@@ -32,6 +32,15 @@ globalThis.covdiffPanic = (message) => showError(message);
 addEventListener("error", (e) => showError(e.message));
 addEventListener("unhandledrejection", (e) => showError(e.reason?.message ?? e.reason));
 
+// A GPU error about buffers or limits gets the remedy appended.
+function explain(e) {
+  const message = String(e?.message ?? e);
+  if (/buffer|limit|out of memory|allocation|max_storage/i.test(message)) {
+    return `${message}\nThis is over the WebGPU adapter's limits: try fewer images (the "images" box), or the CPU fallback (?cpu).`;
+  }
+  return message;
+}
+
 const nextFrame = () => new Promise((r) => setTimeout(r, 0));
 
 async function loadBindings() {
@@ -150,8 +159,10 @@ async function start() {
   $("k").addEventListener("input", () => { $("k-out").value = $("k").value; });
   $("gamma").addEventListener("input", () => { $("gamma-out").value = $("gamma").value; });
   if (!picked.adapter) $("gff-path").value = "cpu";
-  $("run-compare").addEventListener("click", () => runCompare().catch(showError));
+  $("run-compare").addEventListener("click", () => runCompare().catch((e) => showError(explain(e))));
   $("run-gff").addEventListener("click", () => runGff().catch(showError));
+  const { setupPlayground } = await import("./playground.js");
+  setupPlayground(wasm, state, showError);
   await loadModels();
   $("run-compare").disabled = false;
   state.ready = true;

@@ -9,7 +9,8 @@
 //   1. WebGPU (--enable-unsafe-webgpu: SwiftShader on a machine without a GPU): the WebGPU path is
 //      taken, every panel runs, images are finite, not blank, within bounds; K-DCT differs from
 //      beta-tilde for the same seed; the GFF shader's spectrum and variance match the CPU path's.
-//   2. WebGPU disabled: the CPU fallback is taken and labelled, and its samples equal the CLI's.
+//   2. WebGPU disabled: the CPU fallback is taken and labelled, and its samples equal the CLI's;
+//      the 2D playground trains (its loss falls), samples, and draws its loss curves and ellipses.
 // Screenshots and a JSON of the measurements go to <out dir>.
 
 import { spawn } from "node:child_process";
@@ -141,6 +142,32 @@ async function sampleAll(s) {
   return { samples, timings, seconds };
 }
 
+const PG_STEPS = Number(process.env.E2E_PG_STEPS ?? 300);
+async function playground(s) {
+  await s.run(`document.getElementById('pg-data').value = 'swiss-roll';
+    document.getElementById('pg-data').dispatchEvent(new Event('change'));
+    window.covdiff.playground.train(${PG_STEPS});`);
+  const train_s = await s.until(`window.covdiff.playground.playground.steps_done >= ${PG_STEPS} && !window.covdiff.playground.training`, "playground training");
+  const [history, sps] = await s.run("return [window.covdiff.playground.history, window.covdiff.playground.stepsPerSecond]");
+  assert.equal(history.length, PG_STEPS);
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  const [first, last] = [mean(history.slice(0, 20).map((h) => h[1])), mean(history.slice(-20).map((h) => h[1]))];
+  assert.ok(history.every((h) => Number.isFinite(h[1]) && Number.isFinite(h[2])), "a non-finite loss");
+  assert.ok(last < first - 0.3, `the principled loss did not fall: ${first} -> ${last}`);
+  await s.run("window.covdiff.playground.sample()");
+  await s.until("Object.keys(window.covdiff.playground.samples).length === 3", "playground sampling");
+  const [samples, ellipses, polylines] = await s.run(`return [window.covdiff.playground.samples,
+    document.querySelectorAll('#pg-s1 ellipse').length, document.querySelectorAll('#pg-loss polyline').length]`);
+  for (const [name, st] of Object.entries(samples)) {
+    assert.ok(st.finite && st.n === 1000, `playground ${name}: ${JSON.stringify(st)}`);
+    // Standardised data: each axis has variance 1; samples of a half-trained model are near it.
+    for (const v of st.var) assert.ok(v > 0.3 && v < 3, `playground ${name}: variance ${v}`);
+  }
+  assert.equal(ellipses, 40, "the covariance ellipses are not drawn");
+  assert.equal(polylines, 2, "the loss curves are not drawn");
+  return { steps: PG_STEPS, train_s, steps_per_s: sps, loss_first: first, loss_last: last, samples };
+}
+
 const report = { K, N, seed: SEED, tolerance: TOL };
 try {
   // ---- 1. WebGPU ----
@@ -204,6 +231,10 @@ try {
     timings_ms: cpu.timings, ...checkImages(cpu.samples, "CPU fallback") };
   report.cpu.vs_cli_flex = compareWithCli(cpu.samples, join(cliDir, "cli-flex.npy"), "CPU fallback vs CLI (flex)");
   await s.shot("cpu-compare.png");
+  // ---- 3. the 2D playground: train in the page, then sample scalar against full ----
+  report.playground = await playground(s);
+  await s.run("document.getElementById('playground-panel').scrollIntoView()");
+  await s.shot("cpu-playground.png");
   await s.close();
   writeFileSync(join(out, "e2e.json"), JSON.stringify(report, null, 2));
   console.log(JSON.stringify(report, null, 2));

@@ -15,7 +15,8 @@ use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
 use covdiff_model::toy2d::{
-    GaussianOracle, Objective, ReverseProcess, StepCovariance, Toy2dConfig, TrainOptions, Trainer,
+    x0_covariance, GaussianOracle, Objective, ReverseProcess, StepCovariance, Toy2dConfig, TrainOptions,
+    Trainer,
 };
 use covdiff_model::{Covariance, Full2};
 use nalgebra::DMatrix;
@@ -168,6 +169,30 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
             (c[0] - want[0]).abs() > 0.1 || (c[2] - want[2]).abs() > 0.1,
             "scalar variance is not exact at K={k}: {c:?} vs {want:?}"
         );
+    }
+}
+
+#[test]
+fn x0_covariance_of_the_exact_denoiser_is_the_gaussian_posterior() {
+    // For x0 ~ N(0, S): Cov[x0 | x_t] = (S^-1 + (abar/bbar) I)^-1, inverted densely here.
+    let dev = Default::default();
+    let table = Sigmoid::default().table();
+    let s = [[1.0, 0.6], [0.6, 0.8]];
+    let oracle = GaussianOracle::new(s, table.clone());
+    let x = tensor::<Cpu, 2>(&[0.3, -1.2, 2.0, 0.5], [2, 2], &dev);
+    for t in [1, 20, 100, 300, 500] {
+        let got = x0_covariance::<Cpu, _>(&oracle, &table, x.clone(), t);
+        let (p, q, r) = (values(got.p), values(got.q), values(got.r));
+        let ratio = table.abar(t) / table.bbar(t);
+        let prec = DMatrix::from_row_slice(2, 2, &[s[0][0], s[0][1], s[1][0], s[1][1]]).try_inverse().unwrap()
+            + DMatrix::identity(2, 2) * ratio;
+        let want = prec.try_inverse().unwrap();
+        for i in 0..2 {
+            for (g, w) in [(p[i], want[(0, 0)]), (q[i], want[(0, 1)]), (r[i], want[(1, 1)])] {
+                // f32: 1e-4 relative to the largest entry.
+                assert!((g - w).abs() < 1e-4 * want.amax().max(1e-6), "t={t}: {g} vs {w}");
+            }
+        }
     }
 }
 

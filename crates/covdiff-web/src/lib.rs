@@ -7,16 +7,19 @@
 //!   stepped by the page so that it can yield, show progress and `x0_hat` between steps.
 //! - [`gff_preview`]: GFF noise against white noise with its radial power spectrum (the CPU
 //!   path; `shaders/gff.wgsl` is the GPU one).
+//! - [`Playground`]: the 2D models, trained in the page and sampled with scalar or full covariance.
 //!
 //! Every fallible call returns a JS `Error` with covdiff's own message; a panic is handed to the
 //! page's `globalThis.covdiffPanic(message)` (installed by [`start`]) so that it is shown, not lost.
 
 mod engine;
 mod gff;
+mod playground;
 mod run;
 
 pub use engine::{Engine, Model};
 pub use gff::{gff_preview, power_spectrum, GffPreview, Spectrum};
+pub use playground::{toy_datasets, Playground};
 pub use run::Run;
 
 use wasm_bindgen::prelude::*;

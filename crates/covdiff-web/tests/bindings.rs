@@ -1,10 +1,11 @@
 //! The bindings in a real browser (wasm-bindgen-test in headless Chromium, run by
 //! `scripts/web-test.sh`): the CPU engine samples every column of the shipped weights, seeds
 //! reproduce, bad bytes and bad arguments give errors with covdiff's messages, the GFF preview's
-//! spectrum has the power law's slope, and the WebGPU engine runs where the browser has an adapter.
+//! spectrum has the power law's slope, the 2D playground trains and samples, and the WebGPU engine
+//! runs where the browser has an adapter.
 #![cfg(target_arch = "wasm32")]
 
-use covdiff_web::{gff_preview, power_spectrum, Engine, Model};
+use covdiff_web::{gff_preview, power_spectrum, toy_datasets, Engine, Model, Playground};
 use wasm_bindgen::{JsError, JsValue};
 use wasm_bindgen_test::*;
 
@@ -83,6 +84,59 @@ fn gff_preview_has_the_power_law_spectrum() {
     assert!(gff_preview(1, 1.0, 0).is_err());
     assert!(gff_preview(64, -1.0, 0).is_err());
     assert!(power_spectrum(&p.field, 63).is_err());
+}
+
+#[wasm_bindgen_test]
+fn playground_trains_and_samples_in_the_browser() {
+    assert!(toy_datasets().contains(&"swiss-roll".to_string()));
+    let refused = |r: Result<Playground, JsError>| message(r.err().expect("refused"));
+    assert!(refused(Playground::new("spiral", 0, 64, 1e-3)).contains("spiral"));
+    assert!(Playground::new("moons", 0, 0, 1e-3).is_err());
+    assert!(Playground::new("moons", 0, 64, f64::NAN).is_err());
+
+    let mut pg = Playground::new("moons", 1, 128, 2e-3).map_err(message).unwrap();
+    let data = pg.data_points(100);
+    assert_eq!(data.len(), 200);
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    for step in 0..200 {
+        let losses = pg.step().map_err(message).unwrap();
+        assert_eq!(losses.len(), 2);
+        if step < 20 {
+            first.push(losses[0]);
+        } else if step >= 180 {
+            last.push(losses[0]);
+        }
+    }
+    assert_eq!(pg.steps_done(), 200);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // L_simple starts near 2 (eps has two unit components) and falls as the network learns.
+    assert!(mean(&last) < mean(&first) - 0.3, "principled loss {} -> {}", mean(&first), mean(&last));
+
+    let a = pg.sample("principled", 20, 1.0, 500, 7).map_err(message).unwrap();
+    let b = pg.sample("principled", 20, 1.0, 500, 7).map_err(message).unwrap();
+    let c = pg.sample("beta-tilde", 20, 1.0, 500, 7).map_err(message).unwrap();
+    assert_eq!(a, b, "a seed reproduces the samples");
+    assert!(a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-3), "full and scalar covariance coincide");
+    assert!(a.iter().all(|v| v.is_finite() && v.abs() < 10.0));
+    // The data are standardised: the samples' spread is of order one after 200 steps.
+    let var = a.iter().step_by(2).map(|v| f64::from(*v).powi(2)).sum::<f64>() / 500.0;
+    assert!(var > 0.3 && var < 3.0, "sample variance {var}");
+    assert!(pg.sample("thesis", 20, 1.0, 10, 0).is_ok());
+    assert!(pg.sample("cholesky", 20, 1.0, 10, 0).is_err());
+    assert!(pg.sample("principled", 0, 1.0, 10, 0).is_err());
+    assert!(pg.sample("principled", 20, -1.0, 10, 0).is_err());
+
+    // Cov[x0 | x_t] is symmetric positive definite and grows with t.
+    let small = pg.x0_covariances(&a[..20], 5).map_err(message).unwrap();
+    let large = pg.x0_covariances(&a[..20], 400).map_err(message).unwrap();
+    for (s, l) in small.chunks(3).zip(large.chunks(3)) {
+        assert!(s[0] > 0.0 && s[2] > 0.0 && s[0] * s[2] > s[1] * s[1], "{s:?}");
+        assert!(l[0] + l[2] > s[0] + s[2], "trace at t=400 {} vs t=5 {}", l[0] + l[2], s[0] + s[2]);
+    }
+    assert!(pg.x0_covariances(&a[..3], 5).is_err());
+    assert!(pg.x0_covariances(&a[..20], 0).is_err());
+    assert!(pg.x0_covariances(&[f32::NAN, 0.0], 5).is_err());
 }
 
 /// Where the browser gives a WebGPU adapter (Chromium with `--enable-unsafe-webgpu`, see

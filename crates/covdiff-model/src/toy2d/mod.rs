@@ -12,5 +12,5 @@ mod train;
 pub use card::ModelCard;
 pub use network::{Mlp, Toy2dConfig, Toy2dModel};
 pub use oracle::GaussianOracle;
-pub use reverse::{Denoiser2d, ReverseProcess, StepCovariance};
+pub use reverse::{x0_covariance, Denoiser2d, ReverseProcess, StepCovariance};
 pub use train::{Objective, OptimRecord, StepLosses, TrainOptions, Trainer};

@@ -91,6 +91,21 @@ impl FromStr for StepCovariance {
     }
 }
 
+/// The model's covariance of the clean point given `x_t`: since
+/// `x_0 = (x_t - sqrt(bbar_t) eps) / sqrt(abar_t)`, `Cov[x_0 | x_t] = (bbar_t / abar_t) E_t`
+/// (docs/maths.md, "Gaussian data"), with the principled model's learned `E_t`. This is what the
+/// page draws as ellipses: the uncertainty the model has about where a point came from, in data
+/// units.
+pub fn x0_covariance<B: Backend, M: Denoiser2d<B>>(
+    model: &M,
+    table: &ScheduleTable,
+    x: Tensor<B, 2>,
+    t: usize,
+) -> Full2<B> {
+    let ratio = table.bbar(t) / table.abar(t);
+    model.learned_cov(x, t, None).shift_scale(0.0, ratio)
+}
+
 /// The posterior mean of a step from `eps_hat` (docs/maths.md, "Skip-step posterior").
 fn step_mean<B: Backend>(st: &SkipStep, x: Tensor<B, 2>, eps: Tensor<B, 2>) -> Tensor<B, 2> {
     let (cx, ce) = st.mean_from_eps();
