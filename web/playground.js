@@ -13,7 +13,7 @@ const SAMPLERS = [
 
 // An SVG frame with axes, ticks and labels over [x0, x1] x [y0, y1]; returns the mapping.
 function frame(W, H, x0, x1, y0, y1, { title, xlabel, ylabel }) {
-  const L = 46, B = 34, T = 20, R = 10;
+  const L = 46, B = 34, R = 10, T = 10 + 11 * title.split("\n").length;
   const X = (v) => L + ((v - x0) / (x1 - x0 || 1)) * (W - L - R);
   const Y = (v) => H - B - ((v - y0) / (y1 - y0 || 1)) * (H - B - T);
   const ticks = (a, b) => {
@@ -24,7 +24,9 @@ function frame(W, H, x0, x1, y0, y1, { title, xlabel, ylabel }) {
     return out;
   };
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-size="10">`;
-  svg += `<text x="${W / 2}" y="13" text-anchor="middle">${title}</text>`;
+  // The title: one or two lines ("\n"), the plot starting below them.
+  const lines = title.split("\n");
+  lines.forEach((line, i) => { svg += `<text x="${W / 2}" y="${12 + 11 * i}" text-anchor="middle">${line}</text>`; });
   svg += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#000"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#000"/>`;
   for (const v of ticks(x0, x1)) svg += `<line x1="${X(v)}" y1="${H - B}" x2="${X(v)}" y2="${H - B + 4}" stroke="#000"/><text x="${X(v)}" y="${H - B + 14}" text-anchor="middle">${v}</text>`;
   for (const v of ticks(y0, y1)) svg += `<line x1="${L - 4}" y1="${Y(v)}" x2="${L}" y2="${Y(v)}" stroke="#000"/><text x="${L - 6}" y="${Y(v) + 3}" text-anchor="end">${v}</text>`;
@@ -56,7 +58,7 @@ function lossPlot(history) {
 
 // Samples over the data, with optional ellipses [(x, y, p, q, r)] (1-sigma of [[p, q], [q, r]]).
 function scatter(fig, data, points, color, title, ellipses) {
-  const f = frame(300, 300, -3, 3, -3, 3, { title, xlabel: "x", ylabel: "y" });
+  const f = frame(320, 320, -3, 3, -3, 3, { title, xlabel: "x", ylabel: "y" });
   let svg = f.svg + `<g fill="#bbb">`;
   for (let i = 0; i < data.length; i += 2) svg += `<circle cx="${f.X(data[i]).toFixed(1)}" cy="${f.Y(data[i + 1]).toFixed(1)}" r="0.8"/>`;
   svg += `</g><g fill="${color}" fill-opacity="0.6">`;
@@ -122,8 +124,8 @@ export function setupPlayground(wasm, state, showError) {
     while (pg.training && pg.playground.steps_done < until) {
       const burst = performance.now();
       while (performance.now() - burst < 40 && pg.playground.steps_done < until) {
-        const [principled, thesis] = pg.playground.step();
-        pg.history.push([pg.playground.steps_done, principled, thesis]);
+        const [principled, thesis, simpleP, simpleT] = pg.playground.step();
+        pg.history.push([pg.playground.steps_done, principled, thesis, simpleP, simpleT]);
       }
       const s = pg.playground.steps_done;
       pg.stepsPerSecond = ((s - s0) * 1000) / (performance.now() - t0);
@@ -151,7 +153,7 @@ export function setupPlayground(wasm, state, showError) {
         const c = pg.playground.x0_covariances(sub, t);
         ellipses = Array.from({ length: sub.length / 2 }, (_, j) => [sub[2 * j], sub[2 * j + 1], c[3 * j], c[3 * j + 1], c[3 * j + 2]]);
       }
-      scatter($(`pg-s${i}`), data, x, color, `${label}, K=${k}, lambda=${lambda}${ellipses ? `, t=${t}` : ""}`, ellipses);
+      scatter($(`pg-s${i}`), data, x, color, `${label}\nK=${k}, lambda=${lambda}${ellipses ? `, ellipses at t=${t}` : ""}`, ellipses);
       pg.samples[name] = { ...stats(x), ms, k, lambda };
       await nextFrame();
     }

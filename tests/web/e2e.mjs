@@ -4,8 +4,7 @@
 //   node tests/web/e2e.mjs <site dir> <cli samples dir> <out dir>
 //
 // <site dir>: the built page (trunk's dist/). <cli samples dir>: raw samples from the CLI for the
-// same weights, seed, K and batch (written by scripts/web-test.sh): cli-flex.npy (CPU) and, where
-// the native wgpu backend runs, cli-wgpu.npy. Two browser sessions:
+// same weights, seed, K and batch (written by scripts/web-test.sh): cli-flex.npy. Two browser sessions:
 //   1. WebGPU (--enable-unsafe-webgpu: SwiftShader on a machine without a GPU): the WebGPU path is
 //      taken, every panel runs, images are finite, not blank, within bounds; K-DCT differs from
 //      beta-tilde for the same seed; the GFF shader's spectrum and variance match the CPU path's.
@@ -151,9 +150,10 @@ async function playground(s) {
   const [history, sps] = await s.run("return [window.covdiff.playground.history, window.covdiff.playground.stepsPerSecond]");
   assert.equal(history.length, PG_STEPS);
   const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
-  const [first, last] = [mean(history.slice(0, 20).map((h) => h[1])), mean(history.slice(-20).map((h) => h[1]))];
-  assert.ok(history.every((h) => Number.isFinite(h[1]) && Number.isFinite(h[2])), "a non-finite loss");
-  assert.ok(last < first - 0.3, `the principled loss did not fall: ${first} -> ${last}`);
+  // L_simple (history[i][3]) starts near 2, eps's two unit components, and falls as the eps-network learns.
+  const [first, last] = [mean(history.slice(0, 20).map((h) => h[3])), mean(history.slice(-20).map((h) => h[3]))];
+  assert.ok(history.every((h) => h.slice(1).every(Number.isFinite)), "a non-finite loss");
+  assert.ok(last < first - 0.3, `the principled L_simple did not fall: ${first} -> ${last}`);
   await s.run("window.covdiff.playground.sample()");
   await s.until("Object.keys(window.covdiff.playground.samples).length === 3", "playground sampling");
   const [samples, ellipses, polylines] = await s.run(`return [window.covdiff.playground.samples,
@@ -161,11 +161,13 @@ async function playground(s) {
   for (const [name, st] of Object.entries(samples)) {
     assert.ok(st.finite && st.n === 1000, `playground ${name}: ${JSON.stringify(st)}`);
     // Standardised data: each axis has variance 1; samples of a half-trained model are near it.
-    for (const v of st.var) assert.ok(v > 0.3 && v < 3, `playground ${name}: variance ${v}`);
+    // Not the thesis': its L L^T learns the identity, a unit-variance step, so its samples spread
+    // far wider (the flaw the principled model fixes; covdiff-model's tests show it).
+    if (name !== "thesis") for (const v of st.var) assert.ok(v > 0.3 && v < 3, `playground ${name}: variance ${v}`);
   }
   assert.equal(ellipses, 40, "the covariance ellipses are not drawn");
   assert.equal(polylines, 2, "the loss curves are not drawn");
-  return { steps: PG_STEPS, train_s, steps_per_s: sps, loss_first: first, loss_last: last, samples };
+  return { steps: PG_STEPS, train_s, steps_per_s: sps, simple_first: first, simple_last: last, samples };
 }
 
 const report = { K, N, seed: SEED, tolerance: TOL };
@@ -182,14 +184,6 @@ try {
   const gpu = await sampleAll(s);
   report.webgpu.first_compare_s = (Date.now() - t0) / 1000;
   Object.assign(report.webgpu, { compare_s: gpu.seconds, timings_ms: gpu.timings }, checkImages(gpu.samples, "WebGPU"));
-  if (existsSync(join(cliDir, "cli-wgpu.npy"))) {
-    try {
-      report.webgpu.vs_cli_wgpu = compareWithCli(gpu.samples, join(cliDir, "cli-wgpu.npy"), "WebGPU vs CLI (wgpu)");
-    } catch (e) {
-      // GPU random streams are not promised equal across drivers: reported, not asserted.
-      report.webgpu.vs_cli_wgpu = String(e.message);
-    }
-  }
   await s.shot("webgpu-compare.png");
   // A reload reads the weights from the Cache API.
   await s.run("location.reload()");

@@ -91,12 +91,13 @@ impl Playground {
         self.principled.steps_done()
     }
 
-    /// One optimiser step of each model; returns `[principled loss, thesis loss]` (each the
-    /// total of `L_simple` and its covariance term). An error if a loss is not finite.
+    /// One optimiser step of each model; returns `[principled, thesis, principled L_simple,
+    /// thesis L_simple]`, the first two the total losses (`L_simple` plus the covariance term,
+    /// which can be negative for the principled model). An error if a loss is not finite.
     pub fn step(&mut self) -> Result<Vec<f64>, JsError> {
         let step = self.principled.steps_done();
-        let losses = [self.principled.step().total, self.thesis.step().total]
-            .map(|l| l.into_scalar().elem::<f64>());
+        let (p, t) = (self.principled.step(), self.thesis.step());
+        let losses = [p.total, t.total, p.simple, t.simple].map(|l| l.into_scalar().elem::<f64>());
         if losses.iter().any(|l| !l.is_finite()) {
             return Err(JsError::new(&format!(
                 "training diverged at step {step} (losses {losses:?}); restart with a smaller learning rate"
