@@ -117,7 +117,6 @@ impl Gff {
         let n = (d * d) as f64;
         buf.iter().map(|c| c.re / n).collect()
     }
-
 }
 
 /// The unnormalised 2D DFT of a row-major `d x d` buffer, rows then columns, in place.

@@ -15,8 +15,7 @@ use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
 use covdiff_model::toy2d::{
-    x0_covariance, GaussianOracle, Objective, ReverseProcess, StepCovariance, Toy2dConfig, TrainOptions,
-    Trainer,
+    x0_covariance, GaussianOracle, Objective, ReverseProcess, StepCovariance, Toy2dConfig, TrainOptions, Trainer,
 };
 use covdiff_model::{Covariance, Full2};
 use nalgebra::DMatrix;

@@ -61,8 +61,12 @@ impl Engine {
     /// truncated or foreign bytes give an error that says which.
     pub fn load(&self, bytes: &[u8]) -> Result<Model, JsError> {
         let pipeline = match &self.device {
-            Device::Gpu(d) => AnyPipeline::Gpu(Rc::new(Pipeline::from_safetensors_bytes(bytes, d).map_err(js_error)?), d.clone()),
-            Device::Cpu(d) => AnyPipeline::Cpu(Rc::new(Pipeline::from_safetensors_bytes(bytes, d).map_err(js_error)?), *d),
+            Device::Gpu(d) => {
+                AnyPipeline::Gpu(Rc::new(Pipeline::from_safetensors_bytes(bytes, d).map_err(js_error)?), d.clone())
+            }
+            Device::Cpu(d) => {
+                AnyPipeline::Cpu(Rc::new(Pipeline::from_safetensors_bytes(bytes, d).map_err(js_error)?), *d)
+            }
         };
         Ok(Model { pipeline })
     }
@@ -129,8 +133,8 @@ impl Model {
         }
         let config = SamplerConfig::ddpm(StepVariance::Small, steps);
         let run = match &self.pipeline {
-            AnyPipeline::Gpu(p, d) => AnyRun::Gpu(RunOf::start(p.clone(), sampler, &config, seed, batch, d)?),
-            AnyPipeline::Cpu(p, d) => AnyRun::Cpu(RunOf::start(p.clone(), sampler, &config, seed, batch, d)?),
+            AnyPipeline::Gpu(p, d) => AnyRun::Gpu(Box::new(RunOf::start(p.clone(), sampler, &config, seed, batch, d)?)),
+            AnyPipeline::Cpu(p, d) => AnyRun::Cpu(Box::new(RunOf::start(p.clone(), sampler, &config, seed, batch, d)?)),
         };
         Ok(Run::new(run))
     }

@@ -5,8 +5,8 @@
 //! 128 on batches of 256 points, where a GPU dispatch per layer costs more than the arithmetic.
 
 use crate::js_error;
-use burn::backend::Autodiff;
 use burn::backend::flex::FlexDevice;
+use burn::backend::Autodiff;
 use burn::prelude::ElementConversion;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
@@ -42,7 +42,7 @@ pub struct Playground {
 }
 
 fn points_tensor(xy: &[f32]) -> Result<Tensor<Flex, 2>, JsError> {
-    if xy.len() % 2 != 0 || xy.is_empty() {
+    if !xy.len().is_multiple_of(2) || xy.is_empty() {
         return Err(JsError::new("points must be a non-empty list of (x, y) pairs"));
     }
     if xy.iter().any(|v| !v.is_finite()) {
@@ -72,7 +72,8 @@ impl Playground {
         let table = Sigmoid { steps: SCHEDULE_STEPS, ..Default::default() }.table();
         let options = TrainOptions { batch, lr, decay_steps: 0, seed };
         let config = Toy2dConfig::new();
-        let trainer = |objective| Trainer::<Ad>::new(&config, &points, table.clone(), objective, options.clone(), &FlexDevice);
+        let trainer =
+            |objective| Trainer::<Ad>::new(&config, &points, table.clone(), objective, options.clone(), &FlexDevice);
         Ok(Playground {
             principled: trainer(Objective::Principled),
             thesis: trainer(Objective::Thesis { kl_weight: 1.0 }),

@@ -44,7 +44,8 @@ impl<B: Backend> RunOf<B> {
 /// Reads a tensor back without blocking (a blocking GPU read is impossible in a browser) and
 /// refuses non-finite values.
 async fn read<B: Backend>(x: Tensor<B, 4>) -> Result<Vec<f32>, JsError> {
-    let data = x.into_data_async().await.map_err(|e| JsError::new(&format!("reading the samples back failed: {e:?}")))?;
+    let data =
+        x.into_data_async().await.map_err(|e| JsError::new(&format!("reading the samples back failed: {e:?}")))?;
     let v = data.convert::<f32>().to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(JsError::new(&format!("the sampler produced a non-finite value (at index {i})")));
@@ -52,9 +53,10 @@ async fn read<B: Backend>(x: Tensor<B, 4>) -> Result<Vec<f32>, JsError> {
     Ok(v)
 }
 
+/// Boxed: a run's state is a few kilobytes, and the two backends' differ in size.
 pub(crate) enum AnyRun {
-    Gpu(RunOf<Wgpu>),
-    Cpu(RunOf<Flex>),
+    Gpu(Box<RunOf<Wgpu>>),
+    Cpu(Box<RunOf<Flex>>),
 }
 
 /// Runs `$body` with `$r` bound to the backend-specific run.
