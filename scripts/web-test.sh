@@ -18,11 +18,12 @@ done
 
 echo "== wasm-bindgen tests of crates/covdiff-web (headless Chromium)"
 # wasm-bindgen-test-runner reads webdriver.json (the Chromium flags) from the working directory;
-# its 20 s default timeout is too short for WebGPU on SwiftShader (shader compilation).
+# its 20 s default timeout is too short for WebGPU on SwiftShader (shader compilation). In release
+# mode, the tests share trunk's wasm32 build of burn instead of compiling it a second time.
 (cd crates/covdiff-web &&
   CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     WASM_BINDGEN_TEST_TIMEOUT=600 \
-    cargo test --target wasm32-unknown-unknown)
+    cargo test --release --target wasm32-unknown-unknown)
 
 echo "== trunk build --release"
 trunk build --release

@@ -59,6 +59,8 @@ for (let i = 0; ; i++) {
   try { await wd("GET", "/status"); break; } catch (e) { if (i > 50) throw e; await new Promise((r) => setTimeout(r, 200)); }
 }
 
+// Sessions still open; a failed check must not leave its browser running.
+const open = new Set();
 async function session(webgpu) {
   const args = ["--headless=new", "--no-sandbox", "--window-size=1300,1900", "--disable-dev-shm-usage"];
   if (webgpu) args.push("--enable-unsafe-webgpu");
@@ -82,7 +84,8 @@ async function session(webgpu) {
     }
   };
   const shot = async (name) => writeFileSync(join(out, name), Buffer.from(await wd("GET", `/session/${id}/screenshot`), "base64"));
-  const close = () => wd("DELETE", `/session/${id}`);
+  const close = () => { open.delete(id); return wd("DELETE", `/session/${id}`); };
+  open.add(id);
   return { id, run, until, shot, close };
 }
 
@@ -238,6 +241,7 @@ try {
   console.error(e);
   process.exitCode = 1;
 } finally {
+  for (const id of open) await wd("DELETE", `/session/${id}`).catch(() => {});
   driver.kill();
   server.close();
 }
