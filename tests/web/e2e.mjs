@@ -9,7 +9,8 @@
 //      taken, every panel runs, images are finite, not blank, within bounds; K-DCT differs from
 //      beta-tilde for the same seed; the GFF shader's spectrum and variance match the CPU path's.
 //   2. WebGPU disabled: the CPU fallback is taken and labelled, and its samples equal the CLI's;
-//      the 2D playground trains (its loss falls), samples, and draws its loss curves and ellipses.
+//      the 2D playground trains (its loss falls), samples, and draws its loss curves and ellipses;
+//      missing and truncated weights are shown on the page with the reason.
 // Screenshots and a JSON of the measurements go to <out dir>.
 
 import { spawn } from "node:child_process";
@@ -33,11 +34,14 @@ const TOL = 2e-3;
 // ---- a static server for the site ----
 const MIME = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css",
   ".wgsl": "text/plain", ".json": "application/json", ".safetensors": "application/octet-stream" };
+// `broken` makes the server spoil the K-DCT weights: "missing" (404) or "truncated" (1000 bytes).
+let broken = null;
 const server = createServer((req, res) => {
   const path = join(site, decodeURIComponent(new URL(req.url, "http://x").pathname));
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, "index.html") : path;
-  if (!file.startsWith(site) || !existsSync(file)) { res.writeHead(404); res.end("not found"); return; }
-  const body = readFileSync(file);
+  const spoilt = broken && file.endsWith("fashion-mnist-kdct.safetensors");
+  if (!file.startsWith(site) || !existsSync(file) || (spoilt && broken === "missing")) { res.writeHead(404); res.end("not found"); return; }
+  const body = spoilt ? readFileSync(file).subarray(0, 1000) : readFileSync(file);
   res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "content-length": body.length });
   res.end(body);
 });
@@ -232,6 +236,25 @@ try {
   report.playground = await playground(s);
   await s.run("document.getElementById('playground-panel').scrollIntoView()");
   await s.shot("cpu-playground.png");
+  // ---- 4. bad weights are shown on the page, with the reason ----
+  report.bad_weights = {};
+  for (const [mode, pattern] of [["missing", /HTTP 404/], ["truncated", /truncated/]]) {
+    broken = mode;
+    await s.run("return caches.delete('covdiff-weights-v1')");
+    await s.run("location.reload()");
+    let errors = [];
+    for (let i = 0; i < 240 && !errors.some((e) => pattern.test(e)); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      errors = (await s.run("return (window.covdiff && window.covdiff.errors) || []")).filter((e) => !e.startsWith("No WebGPU"));
+    }
+    assert.ok(errors.some((e) => pattern.test(e)), `${mode} weights: the page shows ${JSON.stringify(errors)}`);
+    const shown = await s.run("return document.getElementById('errors').textContent");
+    assert.match(shown, pattern, `${mode} weights: the error is not on the page`);
+    report.bad_weights[mode] = errors.join(" | ");
+    await s.run("window.scrollTo(0, 0)");
+    await s.shot(`cpu-${mode}-weights.png`);
+  }
+  broken = null;
   await s.close();
   writeFileSync(join(out, "e2e.json"), JSON.stringify(report, null, 2));
   console.log(JSON.stringify(report, null, 2));
