@@ -294,8 +294,10 @@ async function runGff() {
     label = "GPU (shaders/gff.wgsl)";
   }
   const ms = performance.now() - t0;
-  const spectrum = wasm.power_spectrum(field, d);
-  const white = wasm.power_spectrum(cpu.white, d);
+  // gff_preview has the CPU field's and the white noise's spectra; only the shader's is computed here.
+  const gpuSpectrum = path === "gpu" ? wasm.power_spectrum(field, d) : null;
+  const spectrum = gpuSpectrum ?? { k: cpu.k, power: cpu.power_field, slope: cpu.slope_field };
+  const white = { power: cpu.power_white, slope: cpu.slope_white };
   drawPlane($("gff-field"), field, d, 3);
   drawPlane($("gff-white"), cpu.white, d, 3);
   drawPlane($("gff-slice"), cpu.slice, d, 1);
@@ -308,7 +310,7 @@ async function runGff() {
     { p: white.power, color: "#2c7fb8", label: `white (slope ${white.slope.toFixed(2)})` },
   ], "radially averaged power spectrum");
   state.gff[path] = { d, gamma, seed, slope: spectrum.slope, exact: cpu.slope_exact, white: white.slope, variance, mean, ms };
-  cpu.free(); spectrum.free(); white.free();
+  cpu.free(); gpuSpectrum?.free();
 }
 
 start().catch((e) => showError(e.message ?? e));

@@ -224,6 +224,13 @@ mod tests {
         out
     }
 
+    /// The row-major indices `q` of the frequencies on ring `r`: `round(|k|) = r`, with `k` the
+    /// signed frequencies (`k > d/2` stands for `k - d`).
+    fn ring_of(d: usize, r: usize) -> Vec<usize> {
+        let f = |k: usize| if k <= d / 2 { k as f64 } else { k as f64 - d as f64 };
+        (0..d * d).filter(|q| (f(q / d).powi(2) + f(q % d).powi(2)).sqrt().round() == r as f64).collect()
+    }
+
     /// The direct 2D DFT, `sum_p x_p exp(-2 pi i k.p / d)`, by the definition (O(d^4)).
     fn dft_power(x: &[f64], d: usize, ky: usize, kx: usize) -> f64 {
         let (mut re, mut im) = (0.0, 0.0);
@@ -241,13 +248,9 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let x: Vec<f64> = (0..d * d).map(|_| StandardNormal.sample(&mut rng)).collect();
         let got = radial_power_spectrum(&x, d).unwrap();
-        let f = |k: usize| if k <= d / 2 { k as f64 } else { k as f64 - d as f64 };
         for &(r, p) in &got {
-            let ring: Vec<f64> = (0..d * d)
-                .filter(|q| (f(q / d).powi(2) + f(q % d).powi(2)).sqrt().round() == r)
-                .map(|q| dft_power(&x, d, q / d, q % d))
-                .collect();
-            let want = ring.iter().sum::<f64>() / ring.len() as f64;
+            let ring = ring_of(d, r as usize);
+            let want = ring.iter().map(|&q| dft_power(&x, d, q / d, q % d)).sum::<f64>() / ring.len() as f64;
             assert!((p - want).abs() < 1e-10, "ring {r}: {p} vs {want}");
         }
         assert_eq!(got.len(), d / 2);
@@ -274,13 +277,9 @@ mod tests {
                 white[i] += w[i].1 / m as f64;
             }
         }
-        let f = |k: usize| if k <= d / 2 { k as f64 } else { k as f64 - d as f64 };
         for r in 1..=d / 2 {
-            let ring: Vec<f64> = (0..d * d)
-                .filter(|q| (f(q / d).powi(2) + f(q % d).powi(2)).sqrt().round() == r as f64)
-                .map(|q| want[q])
-                .collect();
-            let exact = ring.iter().sum::<f64>() / ring.len() as f64;
+            let ring = ring_of(d, r);
+            let exact = ring.iter().map(|&q| want[q]).sum::<f64>() / ring.len() as f64;
             let tol = 5.0 / ((m * ring.len()) as f64).sqrt();
             assert!((mean[r - 1] / exact - 1.0).abs() < tol, "ring {r}: {} vs {exact}", mean[r - 1]);
             assert!((white[r - 1] - 1.0).abs() < tol, "white ring {r}: {}", white[r - 1]);

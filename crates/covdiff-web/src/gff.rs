@@ -41,22 +41,29 @@ pub fn gff_preview(d: usize, gamma: f64, seed: u32) -> Result<GffPreview, JsErro
     e[(d / 2) * d + d / 2] = 1.0;
     let slice = gff.cov_apply(&e);
     let spectrum = |x: &[f64]| radial_power_spectrum(x, d).map_err(js_error);
-    let (sf, sw) = (spectrum(&field)?, spectrum(&white)?);
-    let exact = ring_means(gff.eigenvalues(), d);
+    let (k, power_field, slope_field) = columns(&spectrum(&field)?);
+    let (_, power_white, slope_white) = columns(&spectrum(&white)?);
+    let (_, power_exact, slope_exact) = columns(&ring_means(gff.eigenvalues(), d));
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let col = |s: &[(f64, f64)], i: usize| s.iter().map(|p| if i == 0 { p.0 as f32 } else { p.1 as f32 }).collect();
     Ok(GffPreview {
         field: f32s(&field),
         white: f32s(&white),
         slice: f32s(&slice),
-        k: col(&sf, 0),
-        power_field: col(&sf, 1),
-        power_white: col(&sw, 1),
-        power_exact: col(&exact, 1),
-        slope_field: log_log_slope(&sf).unwrap_or(f64::NAN),
-        slope_white: log_log_slope(&sw).unwrap_or(f64::NAN),
-        slope_exact: log_log_slope(&exact).unwrap_or(f64::NAN),
+        k,
+        power_field,
+        power_white,
+        power_exact,
+        slope_field,
+        slope_white,
+        slope_exact,
     })
+}
+
+/// `(|k|, power)` pairs as two `f32` columns, with their log-log slope (NaN when undefined).
+fn columns(s: &[(f64, f64)]) -> (Vec<f32>, Vec<f32>, f64) {
+    let k = s.iter().map(|p| p.0 as f32).collect();
+    let power = s.iter().map(|p| p.1 as f32).collect();
+    (k, power, log_log_slope(s).unwrap_or(f64::NAN))
 }
 
 /// The radial power spectrum of a plane (e.g. the WGSL shader's output) and its log-log slope.
@@ -71,10 +78,6 @@ pub struct Spectrum {
 #[wasm_bindgen]
 pub fn power_spectrum(values: &[f32], d: usize) -> Result<Spectrum, JsError> {
     let x: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
-    let s = radial_power_spectrum(&x, d).map_err(js_error)?;
-    Ok(Spectrum {
-        k: s.iter().map(|p| p.0 as f32).collect(),
-        power: s.iter().map(|p| p.1 as f32).collect(),
-        slope: log_log_slope(&s).unwrap_or(f64::NAN),
-    })
+    let (k, power, slope) = columns(&radial_power_spectrum(&x, d).map_err(js_error)?);
+    Ok(Spectrum { k, power, slope })
 }

@@ -51,8 +51,9 @@ fn points_tensor(xy: &[f32]) -> Result<Tensor<Flex, 2>, JsError> {
     Ok(Tensor::from_data(TensorData::new(xy.to_vec(), [xy.len() / 2, 2]), &FlexDevice))
 }
 
-fn read(x: Tensor<Flex, 1>) -> Vec<f32> {
-    x.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
+/// A tensor's values, flattened.
+fn read<const D: usize>(x: Tensor<Flex, D>) -> Result<Vec<f32>, JsError> {
+    x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))
 }
 
 #[wasm_bindgen]
@@ -123,7 +124,7 @@ impl Playground {
         Flex::seed(&FlexDevice, u64::from(seed));
         let model = self.model(covariance);
         let x = process.sample(&model, lambda, n, None, &FlexDevice);
-        let v = x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))?;
+        let v = read(x)?;
         if v.iter().any(|x| !x.is_finite()) {
             return Err(JsError::new("sampling produced a non-finite point; train longer or lower lambda"));
         }
@@ -138,7 +139,7 @@ impl Playground {
         }
         let x = points_tensor(xy)?;
         let c = x0_covariance(&self.principled.inference_model(), &self.table, x, t);
-        let (p, q, r) = (read(c.p), read(c.q), read(c.r));
+        let (p, q, r) = (read(c.p)?, read(c.q)?, read(c.r)?);
         Ok((0..p.len()).flat_map(|i| [p[i], q[i], r[i]]).collect())
     }
 }
