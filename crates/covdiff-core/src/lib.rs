@@ -12,6 +12,7 @@ pub mod font;
 pub mod gaussian;
 pub mod gff;
 pub mod likelihood;
+pub mod locality;
 pub mod metrics;
 pub mod npy;
 pub mod schedule;

@@ -5,6 +5,7 @@
 //! The library returns tensors and never reads them back synchronously: a
 //! blocking GPU read panics in a browser.
 
+pub mod analytic;
 pub mod backends;
 pub mod classifier;
 pub mod covariance;

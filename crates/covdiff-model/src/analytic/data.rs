@@ -1,0 +1,118 @@
+//! The empirical training distribution `X = {x0^i}` on the device, in chunks, so that a pass over
+//! it streams and its memory per step stays O(chunk).
+
+use super::AnalyticError;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use covdiff_core::data::ImageSet;
+
+/// One chunk of training images: `[M, C, d, d]` flattened to `[M, n]`, and `||x0^i||^2`.
+#[derive(Clone, Debug)]
+pub struct Chunk<B: Backend> {
+    /// `[M, n]`, channel-major per image.
+    pub x: Tensor<B, 2>,
+    /// `[1, M]`.
+    pub sq: Tensor<B, 2>,
+}
+
+/// The training images, channels `C` of `d x d`, in chunks of at most `chunk` images.
+#[derive(Clone, Debug)]
+pub struct TrainingSet<B: Backend> {
+    pub(crate) chunks: Vec<Chunk<B>>,
+    channels: usize,
+    size: usize,
+    len: usize,
+    chunk: usize,
+}
+
+impl<B: Backend> TrainingSet<B> {
+    /// From pixels `[N, C, d, d]` (row-major, values in [-1, 1]).
+    pub fn from_pixels(
+        pixels: &[f32],
+        channels: usize,
+        size: usize,
+        chunk: usize,
+        device: &B::Device,
+    ) -> Result<Self, AnalyticError> {
+        let n = channels * size * size;
+        if n == 0 || pixels.len() % n != 0 {
+            return Err(AnalyticError::Shape { got: pixels.len(), channels, size });
+        }
+        if pixels.is_empty() {
+            return Err(AnalyticError::EmptySet);
+        }
+        if chunk == 0 {
+            return Err(AnalyticError::Invalid("the chunk size must be positive".into()));
+        }
+        if let Some(bad) = pixels.iter().find(|x| !x.is_finite()) {
+            return Err(AnalyticError::Invalid(format!("the training set holds a non-finite value ({bad})")));
+        }
+        let chunks = pixels
+            .chunks(chunk * n)
+            .map(|rows| {
+                let m = rows.len() / n;
+                let sq: Vec<f32> = rows.chunks(n).map(|r| r.iter().map(|v| v * v).sum()).collect();
+                Chunk {
+                    x: Tensor::from_data(TensorData::new(rows.to_vec(), [m, n]), device),
+                    sq: Tensor::from_data(TensorData::new(sq, [1, m]), device),
+                }
+            })
+            .collect();
+        Ok(Self { chunks, channels, size, len: pixels.len() / n, chunk })
+    }
+
+    /// From a loaded [`ImageSet`].
+    pub fn from_images(set: &ImageSet, chunk: usize, device: &B::Device) -> Result<Self, AnalyticError> {
+        Self::from_pixels(&set.pixels, set.channels, set.size, chunk, device)
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// `C d^2`.
+    pub fn dim(&self) -> usize {
+        self.channels * self.size * self.size
+    }
+
+    /// The number of images `N`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The largest number of images per chunk.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[Chunk<B>] {
+        &self.chunks
+    }
+
+    /// The same images regrouped into chunks of at most `chunk` (a cheap regrouping of tensor
+    /// handles is not possible across chunk borders, so the data are sliced again).
+    pub fn rechunked(&self, chunk: usize) -> Self {
+        let chunk = chunk.max(1);
+        if chunk == self.chunk {
+            return self.clone();
+        }
+        let all = Tensor::cat(self.chunks.iter().map(|c| c.x.clone()).collect(), 0);
+        let sq = Tensor::cat(self.chunks.iter().map(|c| c.sq.clone()).collect(), 1);
+        let chunks = (0..self.len)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(self.len);
+                Chunk { x: all.clone().slice(start..end), sq: sq.clone().slice([0..1, start..end]) }
+            })
+            .collect();
+        Self { chunks, chunk, ..self.clone() }
+    }
+}
