@@ -44,6 +44,9 @@ enum Command {
     Classifier(commands::image::classifier::Args),
     /// Re-export a run's weights (safetensors with diffusers names) and model card, e.g. into weights/.
     Export(commands::image::export::Args),
+    /// Analytic denoisers (optimal, Wiener, patch, ELS, mask) beside the trained UNet.
+    #[command(subcommand)]
+    Denoise(commands::denoise::Command),
     /// Benchmarks: covariance operators (K-DCT against diagonal) and DCTs.
     #[command(subcommand)]
     Bench(commands::bench::Command),
@@ -76,6 +79,7 @@ fn main() {
         Command::Covariance(c) => commands::covariance::run(c),
         Command::Toy2d(c) => commands::toy2d::run(c, cli.device),
         Command::Bench(c) => commands::bench::run(c, cli.device),
+        Command::Denoise(c) => commands::denoise::run(c, cli.device),
         Command::Train(a) => device::dispatch(cli.device, a),
         Command::Sample(a) => device::dispatch(cli.device, a),
         Command::Eval(c) => commands::image::eval::run(c, cli.device),

@@ -65,6 +65,12 @@ fn help_is_everywhere() {
         vec!["eval", "nll", "--help"],
         vec!["eval", "table", "--help"],
         vec!["export", "--help"],
+        vec!["denoise", "compare", "--help"],
+        vec!["denoise", "sample", "--help"],
+        vec!["denoise", "sensitivity", "--help"],
+        vec!["denoise", "posterior", "--help"],
+        vec!["denoise", "table", "--help"],
+        vec!["bench", "denoisers", "--help"],
     ] {
         let o = covdiff(&args);
         assert!(o.status.success(), "{args:?}");
@@ -696,4 +702,123 @@ fn the_shipped_weights_load_and_sample() {
         out.join("s.png").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn analytic_denoisers_compare_sample_and_measure_beside_the_shipped_unet() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/fashion-mnist-kdct.safetensors");
+    let w = weights.to_str().unwrap();
+    let out = scratch("denoise");
+    let idx = out.join("train.idx");
+    write_idx(&idx, 40, 28);
+    let data = format!("idx:{}", idx.display());
+    let common = ["--weights", w, "--data", data.as_str(), "--local-limit", "6", "--chunk", "16"];
+    let dir = out.join("cmp");
+    let mut args = vec!["denoise", "compare"];
+    args.extend(common);
+    args.extend([
+        "--denoisers",
+        "optimal,wiener,patch:5,els:3,mask:0.05,wmask:0.05",
+        "--n",
+        "3",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--field-inputs",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = json(&dir.join("summary.json"));
+    let rows = summary["denoisers"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(summary["training_images"], 40);
+    assert_eq!(summary["local_training_images"], 6);
+    for r in rows {
+        let r2 = r["r2"].as_f64().unwrap();
+        let mse = r["mse"].as_f64().unwrap();
+        assert!(r2.is_finite() && r2 <= 1.0 && mse.is_finite() && mse >= 0.0, "{r}");
+    }
+    let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 6 * 2);
+    for f in ["x0.png", "mse.svg", "r2.svg"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let svg = std::fs::read_to_string(dir.join("mse.svg")).unwrap();
+    assert!(svg.contains("mask:0.05") && svg.contains("sampling step"), "legend and axis label");
+
+    let md = out.join("table.md");
+    let o = covdiff(&["denoise", "table", dir.join("summary.json").to_str().unwrap(), "--out", md.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(&md).unwrap();
+    assert_eq!(table.lines().count(), 2 + 6);
+    assert!(table.contains("| wmask:0.05 | 6 | 3 |") && table.contains("| 0.072 | 0.211 |"), "{table}");
+    assert!(table.contains("| optimal | 40 | 3 |") && table.contains("r^2, t < 850"), "{table}");
+
+    // DDIM with the optimal denoiser ends on training images: the nearest one is at distance 0.
+    let png = out.join("s.png");
+    let js = out.join("s.json");
+    let mut args = vec!["denoise", "sample"];
+    args.extend(common);
+    args.extend(["--denoiser", "optimal,wiener", "--n", "2", "--steps", "3"]);
+    args.extend(["--out", png.to_str().unwrap(), "--json", js.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&js);
+    assert!(s["denoisers"][0]["nn_rms_distance"].as_f64().unwrap() < 1e-3, "{s}");
+    assert!(s["denoisers"][1]["nn_rms_distance"].as_f64().unwrap() > 1e-3, "the Wiener filter is not a lookup");
+    assert!(png.exists());
+
+    let sens = out.join("sens.png");
+    let mut args = vec!["denoise", "sensitivity"];
+    args.extend(common);
+    args.extend(["--t", "200,800", "--inputs", "2", "--out", sens.to_str().unwrap()]);
+    let sj = out.join("sens.json");
+    args.extend(["--json", sj.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = json(&sj);
+    assert_eq!(f["size"], 55);
+    let field = f["times"][0]["unet_field"].as_array().unwrap();
+    assert_eq!(field.len(), 55 * 55);
+    assert_eq!(field[55 * 55 / 2].as_f64().unwrap(), 1.0, "a net is most sensitive to its own pixel");
+
+    let post = out.join("post");
+    let mut args = vec!["denoise", "posterior"];
+    args.extend(common);
+    args.extend(["--t", "600", "--out", post.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = json(&post.join("posterior.json"));
+    let t = &p["times"][0];
+    let (diag, iso) = (t["error_diagonal"].as_f64().unwrap(), t["error_isotropic"].as_f64().unwrap());
+    assert!(diag <= iso + 1e-12 && iso <= 1.0 + 1e-9, "{t}");
+    assert_eq!(p["training_images"], 39);
+    assert!(post.join("spectrum-t600.svg").exists() && post.join("covariance-t600.png").exists());
+
+    let bj = out.join("bench.json");
+    let mut args = vec!["bench", "denoisers"];
+    args.extend(common);
+    args.extend(["--batch", "2", "--reps", "1", "--json", bj.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = json(&bj);
+    let rows = b["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "the UNet and five denoisers");
+    assert_eq!(rows[0]["denoiser"], "unet");
+    assert!(rows.iter().all(|r| r["ms_per_step"].as_f64().unwrap() > 0.0));
+
+    // Bad requests end in clear errors.
+    let mut args = vec!["denoise", "compare"];
+    args.extend(common);
+    args.extend(["--denoisers", "optimal,bogus"]);
+    assert_error(&covdiff(&args), "unknown analytic denoiser 'bogus'");
+    let mut args = vec!["denoise", "sample"];
+    args.extend(common);
+    args.extend(["--denoiser", "els:0"]);
+    assert_error(&covdiff(&args), "patch size");
+    assert_error(&covdiff(&["denoise", "table", out.join("nothing.json").to_str().unwrap()]), "nothing.json");
 }

@@ -14,11 +14,23 @@ const LINE: usize = font::HEIGHT + 6;
 pub struct Labels {
     pub title: String,
     pub columns: Vec<String>,
+    /// A title per grid row, drawn at its left (none when empty).
+    pub rows: Vec<String>,
 }
 
 impl Labels {
     pub fn new(title: impl Into<String>, columns: Vec<String>) -> Self {
-        Self { title: title.into(), columns }
+        Self { title: title.into(), columns, rows: Vec::new() }
+    }
+
+    /// The same labels with a title per row.
+    pub fn with_rows(self, rows: Vec<String>) -> Self {
+        Self { rows, ..self }
+    }
+
+    /// Width of the row titles' margin.
+    fn left(&self) -> usize {
+        self.rows.iter().map(|t| text_width(t)).max().map_or(0, |w| w + 8)
     }
 
     fn height(&self) -> usize {
@@ -79,7 +91,8 @@ pub fn save_grid(
     let rows = n.div_ceil(cols);
     let cell = size * scale + 2;
     let top = labels.height();
-    let width = (cols * cell + 2).max(text_width(&labels.title) + 8);
+    let left = labels.left();
+    let width = (left + cols * cell + 2).max(text_width(&labels.title) + 8);
     let mut img = RgbImage::from_pixel(width as u32, (top + rows * cell + 2) as u32, Rgb([255, 255, 255]));
     let mut y = 3;
     if !labels.title.is_empty() {
@@ -87,11 +100,15 @@ pub fn save_grid(
         y += LINE;
     }
     for (c, header) in labels.columns.iter().take(cols).enumerate() {
-        draw_centred(&mut img, 2 + c * cell, cell - 2, y, header);
+        draw_centred(&mut img, left + 2 + c * cell, cell - 2, y, header);
+    }
+    for (r, title) in labels.rows.iter().take(rows).enumerate() {
+        let oy = top + 2 + r * cell + (cell.saturating_sub(font::HEIGHT)) / 2;
+        draw_text(&mut img, 4, oy, title, INK);
     }
     for k in 0..n {
         let im = &pixels[k * dim..(k + 1) * dim];
-        let (ox, oy) = (2 + (k % cols) * cell, top + 2 + (k / cols) * cell);
+        let (ox, oy) = (left + 2 + (k % cols) * cell, top + 2 + (k / cols) * cell);
         for i in 0..size * scale {
             for j in 0..size * scale {
                 let p = (i / scale) * size + j / scale;
@@ -259,5 +276,21 @@ mod tests {
         let bits: u32 = font::glyph('K').iter().map(|r| r.count_ones()).sum();
         assert_eq!(ink(&one, 0, font::WIDTH as u32, 0, font::HEIGHT as u32), bits as usize);
         assert!(bits > 10);
+    }
+
+    #[test]
+    fn row_titles_get_a_margin_of_their_own() {
+        let dir = crate::data::tempdir("rows");
+        let p = dir.join("g.png");
+        let labels = Labels::new("", Vec::new()).with_rows(vec!["AB".into(), "C".into()]);
+        // Two black 4x4 images in one column of 4 * 2 + 2 = 10 px, under no header.
+        save_grid(&p, &[-1.0; 32], 1, 4, 1, 2, &labels).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        let margin = (2 * font::WIDTH + 8) as u32;
+        assert_eq!(img.dimensions(), (margin + 10 + 2, 2 * 10 + 2));
+        assert!(ink(&img, 0, margin, 0, 12) > 5 && ink(&img, 0, margin, 12, 22) > 3, "a title per row");
+        // The images start after the margin.
+        assert_eq!(img.get_pixel(margin + 2, 2), &INK);
+        assert_eq!(img.get_pixel(margin, 2), &Rgb([255, 255, 255]));
     }
 }

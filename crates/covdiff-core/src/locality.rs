@@ -4,6 +4,7 @@
 //! image). Plain host arithmetic; the denoisers themselves live in `covdiff_model::analytic`.
 
 use crate::Error;
+use nalgebra::{DMatrix, SymmetricEigen};
 
 /// The offsets `lo..=hi` of a `p`-wide window about its centre: `-(p-1)/2 ..= p/2`, so that odd
 /// `p` is centred and even `p` has one more offset after the centre than before it.
@@ -129,6 +130,42 @@ impl SensitivityField {
     }
 }
 
+/// The Wiener matrix `W_t = sqrt(abar) S (abar S + bbar I)^-1 = U diag(sqrt(abar) lam / (abar lam +
+/// bbar)) U^T` from the eigen-decomposition of the data covariance `S` (the appendix's Algorithm 1,
+/// line 2): `d x0_hat / d x_t` of the Wiener filter.
+pub fn wiener_matrix(eig: &SymmetricEigen<f64, nalgebra::Dyn>, abar: f64) -> DMatrix<f64> {
+    let gain = eig.eigenvalues.map(|l| {
+        let l = l.max(0.0);
+        abar.sqrt() * l / (abar * l + 1.0 - abar)
+    });
+    &eig.eigenvectors * DMatrix::from_diagonal(&gain) * eig.eigenvectors.transpose()
+}
+
+/// Binary masks from a sensitivity matrix `W` (`C d^2` square, Algorithm 1's line 3): row `q` of
+/// the result (`d^2 x d^2`, row-major) is 1 at the pixels `p` where `sum_{c, c'} |W[(c, q), (c', p)]|`
+/// is at least `threshold` times that row's maximum.
+pub fn binarise_rows(w: &DMatrix<f64>, channels: usize, d: usize, threshold: f64) -> Vec<f32> {
+    let q = d * d;
+    let mut m = vec![0.0f32; q * q];
+    for row in 0..q {
+        let mag: Vec<f64> = (0..q)
+            .map(|p| {
+                (0..channels)
+                    .flat_map(|a| (0..channels).map(move |b| (a, b)))
+                    .map(|(a, b)| w[(a * q + row, b * q + p)].abs())
+                    .sum()
+            })
+            .collect();
+        let max = mag.iter().cloned().fold(0.0, f64::max);
+        for (p, v) in mag.iter().enumerate() {
+            if (max > 0.0 && *v >= threshold * max) || p == row {
+                m[row * q + p] = 1.0;
+            }
+        }
+    }
+    m
+}
+
 /// `r^2 = 1 - sum (y - r)^2 / sum (r - mean r)^2` of a prediction `y` against a reference `r`
 /// (the appendix's Table 1: the analytic `x0_hat` against the trained net's), and their MSE.
 pub fn r2_mse(prediction: &[f32], reference: &[f32]) -> (f64, f64) {
@@ -197,6 +234,28 @@ mod tests {
         assert_eq!(f.support(0.6), vec![(0, 0)]);
         assert_eq!(f.support(0.5), vec![(0, 0), (0, 1)]);
         assert!(SensitivityField::from_rows(&j, &[4], 1, d).is_err());
+    }
+
+    #[test]
+    fn the_wiener_matrix_is_the_dense_formula_and_rows_binarise_against_their_maximum() {
+        let a = DMatrix::from_fn(4, 4, |i, j| ((i * 5 + j * 3) % 7) as f64 / 7.0 - 0.4);
+        let s = &a * a.transpose() + DMatrix::identity(4, 4) * 0.1;
+        let abar: f64 = 0.3;
+        let dense = (s.clone() * abar + DMatrix::identity(4, 4) * (1.0 - abar)).try_inverse().unwrap();
+        let want = &s * dense * abar.sqrt();
+        let got = wiener_matrix(&s.clone().symmetric_eigen(), abar);
+        assert!((&got - &want).amax() < 1e-12);
+        // d = 2, one channel: row 0 = [4, -2, 1, 0.1] keeps |v| >= 0.25 * 4.
+        let w = DMatrix::from_row_slice(
+            4,
+            4,
+            &[4.0, -2.0, 1.0, 0.1, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 5.0, 0.0],
+        );
+        let m = binarise_rows(&w, 1, 2, 0.25);
+        assert_eq!(&m[0..4], &[1.0, 1.0, 1.0, 0.0]);
+        assert_eq!(&m[4..8], &[0.0, 1.0, 0.0, 0.0], "an all-zero row keeps its own pixel");
+        assert_eq!(&m[8..12], &[1.0; 4]);
+        assert_eq!(&m[12..16], &[0.0, 0.0, 1.0, 1.0]);
     }
 
     #[test]

@@ -284,6 +284,29 @@ pub fn figure_views(m: &DMatrix<f64>, c: usize, d: usize) -> [(usize, Vec<f64>);
     [pick(vertical), pick(horizontal), pick((0..dd).collect())]
 }
 
+/// The Frobenius-nearest diagonal matrix to `Sigma`: its diagonal.
+pub fn nearest_diagonal(sigma: &DMatrix<f64>) -> DMatrix<f64> {
+    DMatrix::from_diagonal(&sigma.diagonal())
+}
+
+/// The Frobenius-nearest multiple of the identity to `Sigma`: `(tr Sigma / n) I`.
+pub fn nearest_isotropic(sigma: &DMatrix<f64>) -> DMatrix<f64> {
+    let n = sigma.nrows();
+    DMatrix::identity(n, n) * (sigma.trace() / n.max(1) as f64)
+}
+
+/// `||Sigma - M||_F^2 / ||Sigma||_F^2`.
+pub fn relative_error(sigma: &DMatrix<f64>, m: &DMatrix<f64>) -> f64 {
+    (sigma - m).norm_squared() / sigma.norm_squared().max(1e-300)
+}
+
+/// Eigenvalues of a symmetric matrix, largest first.
+pub fn spectrum(m: &DMatrix<f64>) -> Vec<f64> {
+    let mut ev: Vec<f64> = ((m + m.transpose()) * 0.5).symmetric_eigen().eigenvalues.iter().cloned().collect();
+    ev.sort_by(|a, b| b.total_cmp(a));
+    ev
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +439,24 @@ mod tests {
         let set = ImageSet { channels: 1, size: 1, pixels: vec![1.0, 3.0, 5.0], labels: None };
         let m = marginal_covariance(&set, |_| {});
         assert!((m[(0, 0)] - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_diagonal_and_isotropic_projections_are_frobenius_optimal() {
+        let a = DMatrix::from_fn(5, 5, |i, j| ((i * 7 + j * 3) % 5) as f64 - 1.5);
+        let sigma = &a * a.transpose();
+        let (diag, iso) = (nearest_diagonal(&sigma), nearest_isotropic(&sigma));
+        // Any other diagonal or multiple of I is farther.
+        for k in 0..5 {
+            let mut other = diag.clone();
+            other[(k, k)] += 0.1;
+            assert!(relative_error(&sigma, &other) > relative_error(&sigma, &diag));
+        }
+        for f in [0.99, 1.01] {
+            assert!(relative_error(&sigma, &(&iso * f)) > relative_error(&sigma, &iso));
+        }
+        let ev = spectrum(&sigma);
+        assert!(ev.windows(2).all(|w| w[0] >= w[1]));
+        assert!((ev.iter().sum::<f64>() - sigma.trace()).abs() < 1e-9);
     }
 }

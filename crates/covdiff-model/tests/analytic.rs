@@ -154,8 +154,7 @@ fn the_wiener_filter_is_the_exact_gaussian_posterior_mean_and_the_optimal_denois
         .flat_map(|_| (&mu + &chol * DVector::from_vec(rng.normal(n, 1.0))).iter().cloned().collect::<Vec<_>>())
         .collect();
     let dev = Default::default();
-    let wiener =
-        WienerDenoiser::<B>::new(mu.as_slice(), &s, WienerBasis::Eigen, c, d, table(), &dev).unwrap();
+    let wiener = WienerDenoiser::<B>::new(mu.as_slice(), &s, WienerBasis::Eigen, c, d, table(), &dev).unwrap();
     let data = TrainingSet::<B>::from_pixels(&f32s(&set), c, d, 8192, &dev).unwrap();
     let opt = OptimalDenoiser::new(data, table());
     let b = 6;
@@ -192,11 +191,13 @@ fn an_all_ones_mask_and_a_patch_covering_the_image_are_the_optimal_denoiser() {
     let data = TrainingSet::<B>::from_pixels(&set, c, d, 7, &dev).unwrap();
     let opt = OptimalDenoiser::new(data.clone(), table());
     let all = MaskedDenoiser::new(data.clone(), table(), &Support::All).unwrap();
-    let patch = MaskedDenoiser::new(data, table(), &Support::Patch(TimeTable::constant(2 * d - 1))).unwrap();
+    let patch = MaskedDenoiser::new(data.clone(), table(), &Support::Patch(TimeTable::constant(2 * d - 1))).unwrap();
+    let rows = MaskedDenoiser::new(data, table(), &Support::Rows(TimeTable::constant(vec![1.0; d.pow(4)]))).unwrap();
     for t in [30, 500, 950] {
         let want = values(opt.x0_hat(images(&xs, b, c, d), t));
         assert!(max_diff(&values(all.x0_hat(images(&xs, b, c, d), t)), &want) < 1e-5, "t {t}: all-ones mask");
         assert!(max_diff(&values(patch.x0_hat(images(&xs, b, c, d), t)), &want) < 1e-5, "t {t}: full patch");
+        assert!(max_diff(&values(rows.x0_hat(images(&xs, b, c, d), t)), &want) < 1e-5, "t {t}: all-ones rows");
     }
 }
 
@@ -262,11 +263,8 @@ fn patch_denoisers_with_and_without_translations_equal_brute_force_patch_sums() 
                         let idx = k * n + ch * d * d + (qy as usize) * d + qx as usize;
                         let want: f64 = (0..n_set).map(|i| w[i] * at(&set[i * n..], ch, d, qy, qx)).sum();
                         assert!((got_local[idx] - want).abs() < 1e-5, "local, t {t}, q {q:?}");
-                        let want_e: f64 = cands
-                            .iter()
-                            .zip(&we)
-                            .map(|(&(i, (ry, rx)), w)| w * at(&set[i * n..], ch, d, ry, rx))
-                            .sum();
+                        let want_e: f64 =
+                            cands.iter().zip(&we).map(|(&(i, (ry, rx)), w)| w * at(&set[i * n..], ch, d, ry, rx)).sum();
                         assert!((got_els[idx] - want_e).abs() < 1e-5, "equivariant, t {t}, q {q:?}");
                     }
                 }
@@ -320,7 +318,9 @@ fn analytic_denoisers_run_in_the_samplers_and_bad_sets_are_errors() {
             .fold(f64::INFINITY, f64::min);
         assert!(best < 1e-6, "DDIM with the optimal denoiser should return a training image, off by {best}");
     }
-    let mut ddpm = SamplerConfig::ddpm(StepVariance::Small, 5).build::<B>(&table(), covdiff_model::image::ForwardNoise::White).unwrap();
+    let mut ddpm = SamplerConfig::ddpm(StepVariance::Small, 5)
+        .build::<B>(&table(), covdiff_model::image::ForwardNoise::White)
+        .unwrap();
     assert!(values(ddpm.run(&opt as &dyn Denoiser<B>, x_t).unwrap()).iter().all(|v| v.is_finite()));
     assert!(TrainingSet::<B>::from_pixels(&set[..n + 1], c, d, 4, &dev).is_err());
     assert!(TrainingSet::<B>::from_pixels(&[], c, d, 4, &dev).is_err());
@@ -328,4 +328,66 @@ fn analytic_denoisers_run_in_the_samplers_and_bad_sets_are_errors() {
     let mut nan = set.clone();
     nan[3] = f32::NAN;
     assert!(TrainingSet::<B>::from_pixels(&nan, c, d, 4, &dev).is_err());
+}
+
+#[test]
+fn analytic_denoisers_by_name() {
+    use covdiff_model::analytic::{fitted_patch_sizes, AnalyticSpec};
+    for name in
+        ["optimal", "wiener", "wiener-dct", "patch", "patch:5", "els", "els:9", "els:9/7/3", "mask:0.02", "wmask:0.05"]
+    {
+        let spec: AnalyticSpec = name.parse().unwrap();
+        assert_eq!(spec.to_string(), name);
+    }
+    for bad in
+        ["opt", "patch:0", "els:x", "els:9//3", "els:9/0", "mask", "mask:0", "mask:2", "wmask", "mask:nan", "wiener:3"]
+    {
+        assert!(bad.parse::<AnalyticSpec>().is_err(), "{bad} should be refused");
+    }
+    // The fitted schedule over 10 steps is the appendix's list; over 5 steps every other entry;
+    // at half the image size, half the patch.
+    let times: Vec<usize> = (0..10).map(|k| 901 - 100 * k).collect();
+    let sizes = fitted_patch_sizes(&times, 28).unwrap();
+    let got: Vec<usize> = times.iter().map(|&t| *sizes.at(t)).collect();
+    assert_eq!(got, vec![28, 28, 25, 23, 17, 17, 13, 13, 9, 9]);
+    let five = fitted_patch_sizes(&[801, 601, 401, 201, 1], 28).unwrap();
+    assert_eq!([801, 601, 401, 201, 1].map(|t| *five.at(t)), [28, 25, 17, 13, 9]);
+    assert_eq!(*fitted_patch_sizes(&[901], 14).unwrap().at(901), 14);
+    let list: AnalyticSpec = "els:9/7/3".parse().unwrap();
+    let AnalyticSpec::Els(schedule) = list else { panic!("els") };
+    let six = schedule.table(&[901, 701, 501, 301, 101, 1], 28).unwrap();
+    assert_eq!([901, 701, 501, 301, 101, 1].map(|t| *six.at(t)), [9, 9, 7, 7, 3, 3]);
+}
+
+#[test]
+fn a_wiener_mask_below_every_entry_is_the_optimal_denoiser() {
+    use covdiff_model::analytic::{AnalyticSpec, Ingredients};
+    let (c, d, n_set, b) = (1, 3, 25, 2);
+    let n = c * d * d;
+    let mut rng = Rand::new(8);
+    let set = rng.uniform(n_set * n, -1.0, 1.0);
+    let (mu, s) = gaussian(n, &mut rng);
+    let xs = rng.normal(b * n, 0.7);
+    let data = TrainingSet::<B>::from_pixels(&f32s(&set), c, d, 8, &Default::default()).unwrap();
+    let opt = OptimalDenoiser::new(data.clone(), table());
+    let times = [700, 300];
+    let ing = Ingredients {
+        data: &data,
+        local_data: &data,
+        table: &table(),
+        times: &times,
+        moments: Some((mu.as_slice(), &s)),
+        fields: None,
+    };
+    let wmask = "wmask:1e-12".parse::<AnalyticSpec>().unwrap().build(&ing).unwrap();
+    for t in times {
+        let abar = table().abar(t);
+        let x = images(&xs, b, c, d);
+        let (eps, _) = wmask.predict(x.clone(), t, false);
+        let got = values((x - eps * (1.0 - abar).sqrt()) / abar.sqrt());
+        let want = values(opt.x0_hat(images(&xs, b, c, d), t));
+        assert!(max_diff(&got, &want) < 1e-4, "t {t}: {}", max_diff(&got, &want));
+    }
+    let no_moments = Ingredients { moments: None, ..ing };
+    assert!("wmask:0.1".parse::<AnalyticSpec>().unwrap().build(&no_moments).is_err());
 }

@@ -22,6 +22,8 @@ pub enum Command {
     /// covdiff against PyTorch on this machine, in one run: the tiny UNet's sampling and
     /// training steps, its first convolution, and the K-DCT operators (runs scripts/bench_torch.py).
     Compare(super::bench_compare::Args),
+    /// One step of each analytic denoiser (optimal, Wiener, patch, mask, ELS) beside the UNet's.
+    Denoisers(super::bench_denoise::Args),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +68,7 @@ pub fn run(c: Command, device: DeviceKind) -> Result<()> {
         }
         Command::Model(a) => dispatch(device, a),
         Command::Compare(a) => dispatch(device, a),
+        Command::Denoisers(a) => dispatch(device, a),
         Command::Dct(a) => {
             ensure!(
                 !a.sizes.is_empty() && a.sizes.iter().all(|&d| (2..=1024).contains(&d)),

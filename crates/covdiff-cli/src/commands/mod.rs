@@ -1,8 +1,10 @@
 pub mod bench;
 pub mod bench_compare;
+pub mod bench_denoise;
 pub mod bench_model;
 pub mod covariance;
 pub mod data;
+pub mod denoise;
 pub mod gff;
 pub mod image;
 pub mod schedule;

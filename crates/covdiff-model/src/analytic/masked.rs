@@ -28,6 +28,9 @@ pub enum Support {
     Patch(TimeTable<usize>),
     /// The same offsets about every `q`, per time (a binarised sensitivity field).
     Offsets(TimeTable<Vec<(i64, i64)>>),
+    /// Explicit masks per time, `d^2 x d^2` row-major, row `q` the support of pixel `q` (e.g. the
+    /// binarised rows of the Wiener matrix, the appendix's Algorithm 1).
+    Rows(TimeTable<Vec<f32>>),
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +62,13 @@ impl<B: Backend> MaskedDenoiser<B> {
                     return Err(AnalyticError::Invalid("every mask needs at least one pixel".into()));
                 }
                 let e = offsets.entries().iter().map(|(t, o)| (*t, tensor(offset_masks(d, o))));
+                TimeTable::new(e.collect()).map_err(bad)?
+            }
+            Support::Rows(rows) => {
+                if rows.entries().iter().any(|(_, m)| m.len() != q * q) {
+                    return Err(AnalyticError::Invalid(format!("every mask must be {q} x {q}")));
+                }
+                let e = rows.entries().iter().map(|(t, m)| (*t, tensor(m.clone())));
                 TimeTable::new(e.collect()).map_err(bad)?
             }
         };

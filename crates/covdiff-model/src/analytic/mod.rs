@@ -18,6 +18,7 @@ mod data;
 mod masked;
 mod optimal;
 mod patch;
+mod registry;
 pub mod sensitivity;
 mod softmax;
 mod wiener;
@@ -26,6 +27,7 @@ pub use data::TrainingSet;
 pub use masked::{MaskedDenoiser, Support};
 pub use optimal::OptimalDenoiser;
 pub use patch::EquivariantPatchDenoiser;
+pub use registry::{fitted_patch_sizes, AnalyticSpec, Ingredients, PatchSchedule, FASHION_MNIST_PATCH_SIZES};
 pub use softmax::StreamingSoftmax;
 pub use wiener::{WienerBasis, WienerDenoiser};
 
