@@ -34,7 +34,7 @@ impl<B: Backend> TrainingSet<B> {
         device: &B::Device,
     ) -> Result<Self, AnalyticError> {
         let n = channels * size * size;
-        if n == 0 || pixels.len() % n != 0 {
+        if n == 0 || !pixels.len().is_multiple_of(n) {
             return Err(AnalyticError::Shape { got: pixels.len(), channels, size });
         }
         if pixels.is_empty() {

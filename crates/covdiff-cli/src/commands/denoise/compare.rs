@@ -150,11 +150,11 @@ impl BackendJob for Args {
         println!("| denoiser | r^2 | MSE | s per image per step |");
         println!("|---|---|---|---|");
         for (name, s) in labels.iter().zip(&scores) {
-            for step in 0..self.steps {
+            for (step, t) in times.iter().enumerate() {
                 let (r2, r2_sd) = mean_std(&s.r2[step]);
                 let (mse, mse_sd) = mean_std(&s.mse[step]);
                 jsonl += &serde_json::json!({
-                    "denoiser": name, "step": step, "t": times[step],
+                    "denoiser": name, "step": step, "t": t,
                     "r2": r2, "r2_std": r2_sd, "mse": mse, "mse_std": mse_sd,
                 })
                 .to_string();

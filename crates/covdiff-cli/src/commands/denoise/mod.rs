@@ -10,7 +10,7 @@ mod posterior;
 mod sample;
 mod sensitivity;
 
-use crate::commands::image::config::{load_images, read_card};
+use crate::commands::image::config::{load_for_card, read_card};
 use crate::device::{dispatch, DeviceKind};
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context as _, Result};
@@ -124,17 +124,7 @@ impl<B: Backend> Context<B> {
         );
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let source = args.data.clone().unwrap_or_else(|| card.data.source.clone());
-        let set = load_images(&source, card.size, args.train_limit)?;
-        ensure!(
-            (set.channels, set.size) == (card.channels, card.size),
-            "{source} has {} x {} x {} images and the UNet takes {} x {} x {}",
-            set.channels,
-            set.size,
-            set.size,
-            card.channels,
-            card.size,
-            card.size
-        );
+        let set = load_for_card(&source, &card, args.train_limit)?;
         let pipeline = Pipeline::from_card(card, bytes.clone(), &path.display().to_string(), device)?;
         eprintln!("{source}: {} training images of {}x{}x{}", set.len(), set.channels, set.size, set.size);
         let data = TrainingSet::from_images(&set, args.chunk, device)?;

@@ -74,6 +74,7 @@ impl BackendJob for Args {
             let errors = [kdct.error, relative_error(&sigma, &diag), relative_error(&sigma, &iso)];
             md += &format!("| {t} | {:.4} | {:.4} | {:.4} | {:.4} |\n", sigma.trace(), errors[0], errors[1], errors[2]);
             let spectra = [spectrum(&sigma), spectrum(&kdct.dense), spectrum(&diag), spectrum(&iso)];
+            let floor = spectra[0].first().copied().unwrap_or(0.0).max(0.0) * 1e-6;
             let names = ["optimal (exact)", "nearest K-DCT", "nearest diagonal", "nearest isotropic"];
             let plot = LinePlot {
                 title: format!("eigenvalues of Cov[x0 | x_t], t = {t} (trace {:.3})", sigma.trace()),
@@ -86,7 +87,13 @@ impl BackendJob for Args {
                     .enumerate()
                     .map(|(k, (name, ev))| Series {
                         name: name.to_string(),
-                        points: ev.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+                        // Down to 1e-6 of the largest: below it is round-off.
+                        points: ev
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &v)| v > floor)
+                            .map(|(i, &v)| ((i + 1) as f64, v))
+                            .collect(),
                         dashed: k > 0,
                     })
                     .collect(),

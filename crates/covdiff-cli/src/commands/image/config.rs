@@ -23,6 +23,23 @@ pub fn load_images(source: &str, size: usize, limit: usize) -> Result<ImageSet> 
     Ok(set)
 }
 
+/// The images of `source` for a model's card: resized to its size, and refused unless they have
+/// its channels.
+pub fn load_for_card(source: &str, card: &ModelCard, limit: usize) -> Result<ImageSet> {
+    let set = load_images(source, card.size, limit)?;
+    ensure!(
+        (set.channels, set.size) == (card.channels, card.size),
+        "{source} holds {}x{}x{} images, the model wants {}x{}x{}",
+        set.channels,
+        set.size,
+        set.size,
+        card.channels,
+        card.size,
+        card.size
+    );
+    Ok(set)
+}
+
 /// The images a [`DataConfig`] names.
 pub fn load_data(data: &DataConfig) -> Result<ImageSet> {
     load_images(&data.source, data.size, data.limit)

@@ -2,7 +2,7 @@
 //! stochastic Lanczos log-determinants), and the table over covariances and K.
 
 use super::classifier::Features;
-use super::config::{load_images, ModelCard};
+use super::config::{load_for_card, ModelCard};
 use super::models::{Column, Models, SampleOptions};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
@@ -106,17 +106,7 @@ fn held_out(card: &ModelCard, data: &Option<String>, n: usize) -> Result<ImageSe
         }
         None => card.data.source.clone(),
     };
-    let mut set = load_images(&source, card.size, n)?;
-    ensure!(
-        (set.channels, set.size) == (card.channels, card.size),
-        "{source} holds {}x{}x{} images, the model wants {}x{}x{}",
-        set.channels,
-        set.size,
-        set.size,
-        card.channels,
-        card.size,
-        card.size
-    );
+    let mut set = load_for_card(&source, card, n)?;
     // The decoder is for 8-bit data: put resized pixels back on the 8-bit grid.
     for p in &mut set.pixels {
         *p = ((*p + 1.0) * 127.5).round().clamp(0.0, 255.0) / 127.5 - 1.0;
