@@ -52,7 +52,13 @@ pub struct StructureFit {
 }
 
 /// The marginal covariance of a dataset, `n x n`; `progress` gets the number of images done.
-pub fn marginal_covariance(set: &ImageSet, mut progress: impl FnMut(usize)) -> DMatrix<f64> {
+pub fn marginal_covariance(set: &ImageSet, progress: impl FnMut(usize)) -> DMatrix<f64> {
+    marginal_moments(set, progress).1
+}
+
+/// The mean (`n`) and marginal covariance (`n x n`, unbiased) of a dataset; `progress` gets the
+/// number of images done.
+pub fn marginal_moments(set: &ImageSet, mut progress: impl FnMut(usize)) -> (DVector<f64>, DMatrix<f64>) {
     let n = set.dim();
     let count = set.len();
     let mut mean = DVector::<f64>::zeros(n);
@@ -68,7 +74,7 @@ pub fn marginal_covariance(set: &ImageSet, mut progress: impl FnMut(usize)) -> D
         acc += x.transpose() * &x;
         progress(start + rows);
     }
-    acc / (count.max(2) - 1) as f64
+    (mean, acc / (count.max(2) - 1) as f64)
 }
 
 /// Rearrange `M` (`(p q) x (p q)`, blocks `q x q` indexed by `(a, b)` in `p x p`)

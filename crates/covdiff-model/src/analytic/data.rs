@@ -21,7 +21,6 @@ pub struct TrainingSet<B: Backend> {
     channels: usize,
     size: usize,
     len: usize,
-    chunk: usize,
 }
 
 impl<B: Backend> TrainingSet<B> {
@@ -57,7 +56,7 @@ impl<B: Backend> TrainingSet<B> {
                 }
             })
             .collect();
-        Ok(Self { chunks, channels, size, len: pixels.len() / n, chunk })
+        Ok(Self { chunks, channels, size, len: pixels.len() / n })
     }
 
     /// From a loaded [`ImageSet`].
@@ -87,32 +86,8 @@ impl<B: Backend> TrainingSet<B> {
         self.len == 0
     }
 
-    /// The largest number of images per chunk.
-    pub fn chunk_size(&self) -> usize {
-        self.chunk
-    }
-
     /// The chunks, in order.
     pub fn chunks(&self) -> &[Chunk<B>] {
         &self.chunks
-    }
-
-    /// The same images regrouped into chunks of at most `chunk` (a cheap regrouping of tensor
-    /// handles is not possible across chunk borders, so the data are sliced again).
-    pub fn rechunked(&self, chunk: usize) -> Self {
-        let chunk = chunk.max(1);
-        if chunk == self.chunk {
-            return self.clone();
-        }
-        let all = Tensor::cat(self.chunks.iter().map(|c| c.x.clone()).collect(), 0);
-        let sq = Tensor::cat(self.chunks.iter().map(|c| c.sq.clone()).collect(), 1);
-        let chunks = (0..self.len)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(self.len);
-                Chunk { x: all.clone().slice(start..end), sq: sq.clone().slice([0..1, start..end]) }
-            })
-            .collect();
-        Self { chunks, chunk, ..self.clone() }
     }
 }

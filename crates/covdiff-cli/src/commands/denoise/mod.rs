@@ -18,7 +18,7 @@ use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use covdiff_core::data::ImageSet;
 use covdiff_core::locality::{SensitivityField, TimeTable};
-use covdiff_core::structure::marginal_covariance;
+use covdiff_core::structure::marginal_moments;
 use covdiff_model::analytic::sensitivity::jacobian_rows;
 use covdiff_model::analytic::{AnalyticSpec, Ingredients, OptimalDenoiser, TrainingSet};
 use covdiff_model::image::{Column, Denoiser, Pipeline};
@@ -134,21 +134,22 @@ impl<B: Backend> Context<B> {
         let local = TrainingSet::from_images(&local_set, args.chunk, device)?;
         let moments = moments.then(|| {
             let pb = bar(set.len() as u64, "covariance");
-            let cov = marginal_covariance(&set, |k| pb.set_position(k as u64));
+            let (mean, cov) = marginal_moments(&set, |k| pb.set_position(k as u64));
             pb.finish_and_clear();
-            let n = set.dim();
-            let mut mean = vec![0.0; n];
-            for i in 0..set.len() {
-                mean.iter_mut().zip(set.image(i)).for_each(|(m, &x)| *m += x as f64);
-            }
-            mean.iter_mut().for_each(|m| *m /= set.len() as f64);
-            (mean, cov)
+            (mean.as_slice().to_vec(), cov)
         });
         Ok(Self { bytes, pipeline, set, data, local, moments })
     }
 
     pub fn unet(&self) -> &dyn Denoiser<B> {
         self.pipeline.denoiser(Column::Ddim).expect("the eps-UNet is every pipeline's DDIM denoiser")
+    }
+
+    /// Diffusion times from the command line, each in `1..=T`.
+    pub fn check_times(&self, t: &[usize]) -> Result<()> {
+        let steps = self.pipeline.table().steps();
+        ensure!(!t.is_empty() && t.iter().all(|t| (1..=steps).contains(t)), "--t must lie in 1..={steps}");
+        Ok(())
     }
 
     /// The denoiser named `name`.

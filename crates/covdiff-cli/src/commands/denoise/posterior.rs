@@ -37,8 +37,7 @@ impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let ctx = Context::<B>::load(&self.data, false, &device)?;
-        let steps = ctx.pipeline.table().steps();
-        ensure!(!self.t.is_empty() && self.t.iter().all(|&t| (1..=steps).contains(&t)), "--t must lie in 1..={steps}");
+        ctx.check_times(&self.t)?;
         ensure!(ctx.set.len() >= 3, "need at least 3 images: one is held out");
         let (c, d, n) = (ctx.set.channels, ctx.set.size, ctx.set.dim());
         let mut train = ctx.set.clone();

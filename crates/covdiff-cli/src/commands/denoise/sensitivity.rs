@@ -42,8 +42,7 @@ impl BackendJob for Args {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         ensure!(self.th > 0.0 && self.th <= 1.0, "--th must be in (0, 1]");
         let ctx = Context::<B>::load(&self.data, false, &device)?;
-        let steps = ctx.pipeline.table().steps();
-        ensure!(!self.t.is_empty() && self.t.iter().all(|&t| (1..=steps).contains(&t)), "--t must lie in 1..={steps}");
+        ctx.check_times(&self.t)?;
         let unet = ctx.unet_fields(&self.t, self.inputs, self.seed, &device)?;
         let optimal = ctx.optimal_fields(&self.t, self.inputs, self.seed, &device)?;
         let w = 2 * ctx.set.size - 1;
