@@ -45,10 +45,10 @@ impl<B: Backend> KDct<B> {
     }
 
     /// The structured term by the CPU host kernel (`kernels::kdct_structured`), where there is
-    /// one and it measured faster (`bench covariance`, batch 16, C = 3: from d = 32 on, where
-    /// the DCT's mirror symmetry halves the products; at d = 16 burn's own products are
-    /// faster): `T^T(lam * T(M v))` when `analyse`, else `T^T(lam * M v)`. `lam` is only
-    /// computed when the kernel runs.
+    /// one (`bench compare`, batch 16, C = 3: from d = 16 on it is at least level with burn's
+    /// own products, and from d = 32 on faster, since the DCT's mirror symmetry halves the
+    /// products and a group of images shares each product): `T^T(lam * T(M v))` when
+    /// `analyse`, else `T^T(lam * M v)`. `lam` is only computed when the kernel runs.
     fn host_structured(
         &self,
         v: &Tensor<B, 4>,
@@ -56,7 +56,7 @@ impl<B: Backend> KDct<B> {
         lam: impl FnOnce() -> Tensor<B, 3>,
         analyse: bool,
     ) -> Option<Tensor<B, 4>> {
-        const SMALLEST: usize = 32;
+        const SMALLEST: usize = 16;
         if self.basis.size() < SMALLEST || !crate::kernels::has_kdct_kernel::<B>() {
             return None;
         }

@@ -899,13 +899,6 @@ pub fn conv2d_backward(x: &[f32], weight: &[f32], dy: &[f32], g: &ConvGeometry, 
     ConvGradients { x: dx, weight: dw, bias: db }
 }
 
-/// `out_p = X_p M` for every `d x d` plane of `x` at once: one `(planes d) x d` by `d x d`
-/// product.
-fn right_multiply(x: &[f32], m: View, d: usize, out: &mut [f32]) {
-    let rows = x.len() / d;
-    matmul(Out::rows(out, d), false, View::rows(x, d), m, [rows, d, d], Parallelism::None);
-}
-
 /// `sum = a + b`, `diff = a - b`.
 #[inline(always)]
 fn butterfly_body(a: &[f32], b: &[f32], sum: &mut [f32], diff: &mut [f32]) {
@@ -959,140 +952,135 @@ multiversion!(fn mirror_unfold_kernel(e: &[f32], o: &[f32], out: &mut [f32], d: 
 multiversion!(fn axpy_kernel(acc: &mut [f32], m: f32, v: &[f32]) => axpy_body);
 multiversion!(fn scale_kernel(x: &mut [f32], w: &[f32]) => scale_body);
 
-/// A `d x d` row factor `F` with the DCT-II's mirror symmetry, `F[k, d-1-n] = (-1)^k F[k, n]`
-/// (docs/maths.md, "DCT": `cos(pi (2n+1) k / 2d)` changes sign with `k` under `n -> d-1-n`). Applied
-/// to a row `x`, it splits into two half-size products (one butterfly step of the fast DCT):
-/// `(F x)_{2j} = F_e (x_n + x_{d-1-n})` and `(F x)_{2j+1} = F_o (x_n - x_{d-1-n})`, with
-/// `F_e[j, n] = F[2j, n]`, `F_o[j, n] = F[2j+1, n]`, `n < d/2`: half the multiply-adds.
-struct MirrorFactor {
+/// One `d x d` factor `F` of the K-DCT basis, split into square parts that act on folded
+/// inputs, so that a whole group of planes goes through each part in one product.
+/// - With the DCT-II's mirror symmetry, `F[k, d-1-n] = (-1)^k F[k, n]` (docs/maths.md, "DCT":
+///   `cos(pi (2n+1) k / 2d)` changes sign with `k` under `n -> d-1-n`), one butterfly step of the
+///   fast DCT: `(F x)_{2j} = F_e (x_n + x_{d-1-n})` and `(F x)_{2j+1} = F_o (x_n - x_{d-1-n})`,
+///   with `F_e[j, n] = F[2j, n]`, `F_o[j, n] = F[2j+1, n]`, `n < d/2`. Half the multiply-adds.
+/// - Any other matrix (the learnt "Free" bases): one part, `F` itself, on `x` unfolded.
+///
+/// Coefficients are kept in the parts' order (for the mirror, the even ones, then the odd ones):
+/// coefficient `k'` of the kernel's layout is row `order[k']` of `F`.
+struct Factor {
     d: usize,
-    even: Vec<f32>,
-    odd: Vec<f32>,
+    mirror: bool,
+    /// The parts, each row-major `w x w` (`w = d/2` for the mirror, else `d`).
+    parts: Vec<Vec<f32>>,
+    order: Vec<usize>,
 }
 
-impl MirrorFactor {
-    /// `Some` when `f` (row-major `d x d`, `d` even) has the symmetry to within f32 rounding.
-    fn detect(f: &[f32], d: usize) -> Option<Self> {
-        if d < 2 || !d.is_multiple_of(2) {
-            return None;
+impl Factor {
+    /// The mirror split when `f` (row-major `d x d`) has the symmetry to within f32 rounding,
+    /// else the dense factor.
+    fn new(f: &[f32], d: usize) -> Self {
+        if Self::is_mirrored(f, d) {
+            let h = d / 2;
+            let half = |parity: usize| (0..h).flat_map(|j| f[(2 * j + parity) * d..][..h].to_vec()).collect();
+            let order = (0..h).map(|j| 2 * j).chain((0..h).map(|j| 2 * j + 1)).collect();
+            Self { d, mirror: true, parts: vec![half(0), half(1)], order }
+        } else {
+            Self { d, mirror: false, parts: vec![f.to_vec()], order: (0..d).collect() }
         }
-        let h = d / 2;
+    }
+
+    fn is_mirrored(f: &[f32], d: usize) -> bool {
+        if d < 2 || !d.is_multiple_of(2) {
+            return false;
+        }
         let scale = f.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let tolerance = 4.0 * f32::EPSILON * scale;
         let sign = |k: usize| if k.is_multiple_of(2) { 1.0 } else { -1.0 };
-        let mirrored =
-            (0..d).all(|k| (0..h).all(|n| (f[k * d + d - 1 - n] - sign(k) * f[k * d + n]).abs() <= tolerance));
-        if !mirrored || scale == 0.0 {
-            return None;
+        scale > 0.0
+            && (0..d).all(|k| (0..d / 2).all(|n| (f[k * d + d - 1 - n] - sign(k) * f[k * d + n]).abs() <= tolerance))
+    }
+
+    /// The parts' size `w`.
+    fn width(&self) -> usize {
+        if self.mirror {
+            self.d / 2
+        } else {
+            self.d
         }
-        let half = |parity: usize| (0..h).flat_map(|j| f[(2 * j + parity) * d..][..h].to_vec()).collect();
-        Some(Self { d, even: half(0), odd: half(1) })
     }
 
-    /// `out_r = F x_r` for every `d`-long row `x_r` of `x` (that is, `X F^T`).
-    fn apply(&self, x: &[f32], out: &mut [f32]) {
-        let (d, h) = (self.d, self.d / 2);
-        let rows = x.len() / d;
-        let (mut plus, mut minus) = (vec![0.0; rows * h], vec![0.0; rows * h]);
-        mirror_fold_kernel(x, &mut plus, &mut minus, d);
-        let dims = [rows, h, h];
-        let none = Parallelism::None;
-        matmul(Out::strided(out, 0, d, 2), false, View::rows(&plus, h), View::transposed(&self.even, h), dims, none);
-        matmul(Out::strided(out, 1, d, 2), false, View::rows(&minus, h), View::transposed(&self.odd, h), dims, none);
+    /// Folds every `d`-long row of `x` (`rows` of them) into the parts' inputs, part `q`'s
+    /// `rows x w` block at `q rows w` of `u`.
+    fn fold_rows(&self, x: &[f32], u: &mut [f32]) {
+        if self.mirror {
+            let (plus, minus) = u.split_at_mut(x.len() / 2);
+            mirror_fold_kernel(x, plus, minus, self.d);
+        } else {
+            u.copy_from_slice(x);
+        }
     }
 
-    /// `out_r = F^T y_r` for every row of `y` (that is, `Y F`): with `e = F_e^T y_even` and
-    /// `o = F_o^T y_odd`, `out_n = e_n + o_n` and `out_{d-1-n} = e_n - o_n`.
-    fn apply_transpose(&self, y: &[f32], out: &mut [f32]) {
-        let (d, h) = (self.d, self.d / 2);
-        let rows = y.len() / d;
-        let (mut e, mut o) = (vec![0.0; rows * h], vec![0.0; rows * h]);
-        let dims = [rows, h, h];
-        let none = Parallelism::None;
-        matmul(Out::rows(&mut e, h), false, View::strided(y, 0, d, 2), View::rows(&self.even, h), dims, none);
-        matmul(Out::rows(&mut o, h), false, View::strided(y, 1, d, 2), View::rows(&self.odd, h), dims, none);
-        mirror_unfold_kernel(&e, &o, out, d);
+    /// The adjoint of [`Self::fold_rows`]: the parts' outputs `u` back to `d`-long rows.
+    fn unfold_rows(&self, u: &[f32], out: &mut [f32]) {
+        if self.mirror {
+            let (e, o) = u.split_at(out.len() / 2);
+            mirror_unfold_kernel(e, o, out, self.d);
+        } else {
+            out.copy_from_slice(u);
+        }
     }
 
-    /// `Y_p = F X_p` for every `d x d` plane `X_p` of `x`: the same butterflies on whole rows,
-    /// `Y_{2j} = F_e (X_n + X_{d-1-n})`, `Y_{2j+1} = F_o (X_n - X_{d-1-n})`.
-    fn left(&self, x: &[f32], out: &mut [f32]) {
-        let (d, h) = (self.d, self.d / 2);
-        let (mut plus, mut minus) = (vec![0.0; h * d], vec![0.0; h * d]);
-        let dims = [h, h, d];
-        let none = Parallelism::None;
-        for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
-            for n in 0..h {
-                let (top, bottom) = (&xp[n * d..][..d], &xp[(d - 1 - n) * d..][..d]);
-                butterfly_kernel(top, bottom, &mut plus[n * d..][..d], &mut minus[n * d..][..d]);
+    /// Folds the rows of each `d x d` plane `X_g` of `x` (`planes` of them) across planes:
+    /// row `n` of part `q` is `[fold(X_0)_n, fold(X_1)_n, ...]`, a `w x (planes d)` matrix.
+    fn fold_planes(&self, x: &[f32], u: &mut [f32], planes: usize) {
+        let d = self.d;
+        let (w, row) = (self.width(), planes * d);
+        if self.mirror {
+            let (plus, minus) = u.split_at_mut(w * row);
+            for (g, xg) in x.chunks_exact(d * d).enumerate() {
+                for n in 0..w {
+                    let at = n * row + g * d;
+                    let (top, bottom) = (&xg[n * d..][..d], &xg[(d - 1 - n) * d..][..d]);
+                    butterfly_kernel(top, bottom, &mut plus[at..][..d], &mut minus[at..][..d]);
+                }
             }
-            matmul(Out::strided(yp, 0, 2 * d, 1), false, View::rows(&self.even, h), View::rows(&plus, d), dims, none);
-            matmul(Out::strided(yp, d, 2 * d, 1), false, View::rows(&self.odd, h), View::rows(&minus, d), dims, none);
-        }
-    }
-
-    /// `Z_p = F^T Y_p` for every plane of `y`: `E = F_e^T Y_even`, `O = F_o^T Y_odd`, then
-    /// `Z_n = E_n + O_n` and `Z_{d-1-n} = E_n - O_n` row by row.
-    fn left_transpose(&self, y: &[f32], out: &mut [f32]) {
-        let (d, h) = (self.d, self.d / 2);
-        let (mut e, mut o) = (vec![0.0; h * d], vec![0.0; h * d]);
-        let dims = [h, h, d];
-        let none = Parallelism::None;
-        let (fe, fo) = (View::transposed(&self.even, h), View::transposed(&self.odd, h));
-        for (yp, zp) in y.chunks(d * d).zip(out.chunks_mut(d * d)) {
-            matmul(Out::rows(&mut e, d), false, fe, View::strided(yp, 0, 2 * d, 1), dims, none);
-            matmul(Out::rows(&mut o, d), false, fo, View::strided(yp, d, 2 * d, 1), dims, none);
-            let (top, bottom) = zp.split_at_mut(h * d);
-            for n in 0..h {
-                let (er, or) = (&e[n * d..][..d], &o[n * d..][..d]);
-                butterfly_kernel(er, or, &mut top[n * d..][..d], &mut bottom[(h - 1 - n) * d..][..d]);
-            }
-        }
-    }
-}
-
-/// One row factor of the K-DCT basis, applied to every `d`-long row of a buffer.
-enum RowFactor<'a> {
-    /// The DCT's symmetry: half-size products.
-    Mirror(MirrorFactor),
-    /// Any `d x d` matrix (the learnt "Free" bases).
-    Dense(&'a [f32], usize),
-}
-
-impl<'a> RowFactor<'a> {
-    fn new(f: &'a [f32], d: usize) -> Self {
-        MirrorFactor::detect(f, d).map_or(Self::Dense(f, d), Self::Mirror)
-    }
-
-    /// `X F^T`: `F` applied to each row.
-    fn apply(&self, x: &[f32], out: &mut [f32]) {
-        match self {
-            Self::Mirror(m) => m.apply(x, out),
-            Self::Dense(f, d) => right_multiply(x, View::transposed(f, *d), *d, out),
-        }
-    }
-
-    /// `X F`: `F^T` applied to each row.
-    fn apply_transpose(&self, x: &[f32], out: &mut [f32]) {
-        match self {
-            Self::Mirror(m) => m.apply_transpose(x, out),
-            Self::Dense(f, d) => right_multiply(x, View::rows(f, *d), *d, out),
-        }
-    }
-
-    /// `F X_p`, or `F^T X_p` when `transpose`, for every `d x d` plane `X_p` of `x`.
-    fn left(&self, x: &[f32], out: &mut [f32], d: usize, transpose: bool) {
-        match self {
-            Self::Mirror(m) if transpose => m.left_transpose(x, out),
-            Self::Mirror(m) => m.left(x, out),
-            Self::Dense(f, _) => {
-                let f = if transpose { View::transposed(f, d) } else { View::rows(f, d) };
-                for (xp, yp) in x.chunks(d * d).zip(out.chunks_mut(d * d)) {
-                    matmul(Out::rows(yp, d), false, f, View::rows(xp, d), [d, d, d], Parallelism::None);
+        } else {
+            for (g, xg) in x.chunks_exact(d * d).enumerate() {
+                for (n, xr) in xg.chunks_exact(d).enumerate() {
+                    u[n * row + g * d..][..d].copy_from_slice(xr);
                 }
             }
         }
     }
+
+    /// The adjoint of [`Self::fold_planes`]: parts' outputs `u` (each `w x (planes d)`) back to
+    /// `d x d` planes.
+    fn unfold_planes(&self, u: &[f32], out: &mut [f32], planes: usize) {
+        let d = self.d;
+        let (w, row) = (self.width(), planes * d);
+        if self.mirror {
+            let (e, o) = u.split_at(w * row);
+            for (g, zg) in out.chunks_exact_mut(d * d).enumerate() {
+                let (top, bottom) = zg.split_at_mut(w * d);
+                for n in 0..w {
+                    let at = n * row + g * d;
+                    let (t, b) = (&mut top[n * d..][..d], &mut bottom[(w - 1 - n) * d..][..d]);
+                    butterfly_kernel(&e[at..][..d], &o[at..][..d], t, b);
+                }
+            }
+        } else {
+            for (g, zg) in out.chunks_exact_mut(d * d).enumerate() {
+                for (n, zr) in zg.chunks_exact_mut(d).enumerate() {
+                    zr.copy_from_slice(&u[n * row + g * d..][..d]);
+                }
+            }
+        }
+    }
+}
+
+/// Images per group of [`kdct_structured`]: each group is one set of products, so groups are
+/// as large as its four `images c d^2` buffers allow in a core's L2 cache (`BUDGET` floats
+/// each), and there are at least as many as threads, in a multiple of them.
+fn images_per_group(n: usize, per_image: usize, threads: usize) -> usize {
+    const BUDGET: usize = 1 << 16;
+    let by_cache = n.div_ceil((BUDGET / per_image.max(1)).max(1));
+    let groups = by_cache.div_ceil(threads.max(1)) * threads.max(1);
+    n.div_ceil(groups.clamp(1, n.max(1))).max(1)
 }
 
 /// The structured term of K-DCT (paper Eq. 13 and Alg. 1), for `n` images of `c` channels of
@@ -1100,9 +1088,11 @@ impl<'a> RowFactor<'a> {
 /// - `analyse`: `y_i = T^T(lam_i * T(M_i v_i))` per channel (the matvec, `M = L L^T`);
 /// - otherwise: `y_i = T^T(lam_i * M_i v_i)` (the sample, `M = L`, `lam` its square root).
 ///
-/// Images run in parallel. Within one, the right factor acts on all planes' rows in one
-/// product and the left factor plane by plane, with no transposes. Factors with the DCT's mirror
-/// symmetry ([`MirrorFactor`]) take half the multiply-adds.
+/// Images run in groups (in parallel), and each factor acts on all of a group's planes in one
+/// product per [`Factor`] part: `B` on the rows as a `(planes d) x w` by `w x w` product, and
+/// `A` across the planes' rows as a `w x w` by `w x (planes d)` one, with the spectrum held as
+/// `S[k'][plane][l']` in the factors' orders. Factors with the DCT's mirror symmetry take half
+/// the multiply-adds. Eight products per group in all, whatever the number of planes.
 pub fn kdct_structured(
     v: &[f32],
     mix: &[f32],
@@ -1112,36 +1102,163 @@ pub fn kdct_structured(
     [n, c, d]: [usize; 3],
     analyse: bool,
 ) -> Vec<f32> {
+    let threads = threads_available();
+    let per_group = images_per_group(n, c * d * d, threads);
+    kdct_structured_grouped(v, mix, lam, a, b, [n, c, d], analyse, per_group)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kdct_structured_grouped(
+    v: &[f32],
+    mix: &[f32],
+    lam: &[f32],
+    a: &[f32],
+    b: &[f32],
+    [n, c, d]: [usize; 3],
+    analyse: bool,
+    per_group: usize,
+) -> Vec<f32> {
     let plane = d * d;
     assert_eq!(v.len(), n * c * plane, "kdct_structured: v size");
     assert_eq!(mix.len(), n * c * c, "kdct_structured: mixing matrices' size");
     assert_eq!(lam.len(), n * plane, "kdct_structured: spectrum size");
     assert!(a.len() == plane && b.len() == plane, "kdct_structured: basis size");
-    let (fa, fb) = (RowFactor::new(a, d), RowFactor::new(b, d));
+    let (fa, fb) = (Factor::new(a, d), Factor::new(b, d));
+    let (wa, wb) = (fa.width(), fb.width());
+    // lam_i in the factors' orders, written into `out`: lam'[k'][l'] = lam[order_A[k']][order_B[l']].
+    let lam_ordered = |i: usize, out: &mut [f32]| {
+        let li = &lam[i * plane..][..plane];
+        for (row, &k) in out.chunks_exact_mut(d).zip(&fa.order) {
+            let src = &li[k * d..][..d];
+            row.iter_mut().zip(&fb.order).for_each(|(o, &l)| *o = src[l]);
+        }
+    };
     let mut y = vec![0.0; v.len()];
-    per_image(&mut y, c * plane, threads_available() > 1 && n > 1, |i, yi| {
-        let vi = &v[i * c * plane..(i + 1) * c * plane];
-        let (mut p, mut q) = (vec![0.0; c * plane], vec![0.0; c * plane]);
-        // p = M_i v_i, channel by channel.
-        for (k, pk) in p.chunks_mut(plane).enumerate() {
-            for (j, vj) in vi.chunks(plane).enumerate() {
-                axpy_kernel(pk, mix[(i * c + k) * c + j], vj);
+    let group_len = per_group * c * plane;
+    let groups = n.div_ceil(per_group.max(1));
+    let threads = threads_available();
+    let parallel = threads > 1 && groups > 1;
+    let gemm_threads =
+        if !parallel && threads > 1 && v.len() >= 1 << 16 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    per_image(&mut y, group_len, parallel, |gi, yg| {
+        with_scratch(3 * yg.len() + per_group * plane, |scratch| {
+            let first = gi * per_group;
+            let images = yg.len() / (c * plane);
+            let planes = images * c;
+            let rows = planes * d;
+            let (p, rest) = scratch.split_at_mut(yg.len());
+            let (u, rest) = rest.split_at_mut(yg.len());
+            let (t, lams) = rest.split_at_mut(yg.len());
+            let (mut p, mut u, mut t) = (p, u, t);
+            // p = M_i v_i, channel by channel (the scratch holds the last call's values).
+            p.fill(0.0);
+            for (pi, i) in p.chunks_mut(c * plane).zip(first..) {
+                let vi = &v[i * c * plane..][..c * plane];
+                for (k, pk) in pi.chunks_mut(plane).enumerate() {
+                    for (j, vj) in vi.chunks(plane).enumerate() {
+                        axpy_kernel(pk, mix[(i * c + k) * c + j], vj);
+                    }
+                }
             }
-        }
-        // p = S = T(p) = A (p B^T) for the matvec; the sample's S is p itself.
-        if analyse {
-            fb.apply(&p, &mut q);
-            fa.left(&q, &mut p, d, false);
-        }
-        let lam_i = &lam[i * plane..(i + 1) * plane];
-        for sk in p.chunks_mut(plane) {
-            scale_kernel(sk, lam_i);
-        }
-        // T^T(S) = (A^T S) B.
-        fa.left(&p, &mut q, d, true);
-        fb.apply_transpose(&q, yi);
+            for (i, li) in (first..first + images).zip(lams.chunks_exact_mut(plane)) {
+                lam_ordered(i, li);
+            }
+            let lam_of = |g: usize, kr: usize| &lams[(g / c) * plane + kr * d..][..d];
+            // s = S[k'][plane][l'].
+            let s = if analyse {
+                // T = p B^T on the rows, then A T across the planes' rows (T(X) = A X B^T).
+                fb.fold_rows(&p, &mut u);
+                for (q, part) in fb.parts.iter().enumerate() {
+                    let lhs = View::rows(&u[q * rows * wb..], wb);
+                    matmul(
+                        Out::strided(&mut t, q * wb, d, 1),
+                        false,
+                        lhs,
+                        View::transposed(part, wb),
+                        [rows, wb, wb],
+                        gemm_threads,
+                    );
+                }
+                fa.fold_planes(&t, &mut u, planes);
+                for (q, part) in fa.parts.iter().enumerate() {
+                    let rhs = View::rows(&u[q * wa * rows..], rows);
+                    matmul(
+                        Out::strided(&mut p, q * wa * rows, rows, 1),
+                        false,
+                        View::rows(part, wa),
+                        rhs,
+                        [wa, wa, rows],
+                        gemm_threads,
+                    );
+                }
+                for (kr, sk) in p.chunks_exact_mut(rows).enumerate() {
+                    for (g, skg) in sk.chunks_exact_mut(d).enumerate() {
+                        scale_kernel(skg, lam_of(g, kr));
+                    }
+                }
+                p
+            } else {
+                // The sample's S is (M v) itself, read in the factors' orders.
+                for (kr, &k) in fa.order.iter().enumerate() {
+                    for g in 0..planes {
+                        let (src, li) = (&p[g * plane + k * d..][..d], lam_of(g, kr));
+                        for ((dst, &l), &w) in t[kr * rows + g * d..][..d].iter_mut().zip(&fb.order).zip(li) {
+                            *dst = src[l] * w;
+                        }
+                    }
+                }
+                std::mem::swap(&mut p, &mut t);
+                p
+            };
+            // T^T(S) = A^T S B: A^T across the planes' rows, then B on the rows.
+            for (q, part) in fa.parts.iter().enumerate() {
+                let rhs = View::strided(&s, q * wa * rows, rows, 1);
+                matmul(
+                    Out::rows(&mut u[q * wa * rows..], rows),
+                    false,
+                    View::transposed(part, wa),
+                    rhs,
+                    [wa, wa, rows],
+                    gemm_threads,
+                );
+            }
+            fa.unfold_planes(&u, &mut t, planes);
+            for (q, part) in fb.parts.iter().enumerate() {
+                let lhs = View::strided(&t, q * wb, d, 1);
+                matmul(
+                    Out::rows(&mut u[q * rows * wb..], wb),
+                    false,
+                    lhs,
+                    View::rows(part, wb),
+                    [rows, wb, wb],
+                    gemm_threads,
+                );
+            }
+            fb.unfold_rows(u, yg);
+        })
     });
     y
+}
+
+thread_local! {
+    /// Per-thread working memory of [`kdct_structured`], kept between calls: a sampling loop
+    /// asks for the same sizes at every step, so after the first it neither allocates nor
+    /// clears (nor page-faults on) its buffers.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on `len` floats of this thread's scratch (of unspecified contents), or of a fresh buffer
+/// when the scratch is already in use further up this thread's stack.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+            f(&mut buffer[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
 
 fn threads_available() -> usize {
@@ -1279,8 +1396,10 @@ mod tests {
         let lam = values(n * p, seed + 2);
         // T[(i,j),(k,l)] = A[i,k] B[j,l].
         let t = |r: usize, q: usize| (a[(r / d) * d + q / d] * b[(r % d) * d + q % d]) as f64;
-        for analyse in [true, false] {
-            let ours = kdct_structured(&v, &mix, &lam, a, b, [n, c, d], analyse);
+        // Every grouping of the images: one per group, two, all in one, and the default.
+        let groupings = [1, 2, n, images_per_group(n, c * p, threads_available())];
+        for (analyse, per_group) in [true, false].into_iter().flat_map(|an| groupings.map(|g| (an, g))) {
+            let ours = kdct_structured_grouped(&v, &mix, &lam, a, b, [n, c, d], analyse, per_group);
             for img in 0..n {
                 for k in 0..c {
                     // u = sum_j M_kj v_j, then s = Lam (T u) or Lam u, then y = T^T s.
@@ -1298,7 +1417,7 @@ mod tests {
                         let got = ours[(img * c + k) * p + q] as f64;
                         assert!(
                             (got - truth).abs() < 1e-4 * (1.0 + truth.abs()),
-                            "d {d}, analyse {analyse}, image {img} channel {k} at {q}: {got} vs {truth}"
+                            "d {d}, analyse {analyse}, {per_group} per group, image {img} channel {k} at {q}: {got} vs {truth}"
                         );
                     }
                 }
@@ -1312,7 +1431,7 @@ mod tests {
         check_kdct_structured(2, 3, d, &values(d * d, 14), &values(d * d, 15), 11);
         let d = 6;
         let (a, b) = (values(d * d, 24), values(d * d, 25));
-        assert!(MirrorFactor::detect(&a, d).is_none(), "a random matrix has no mirror symmetry");
+        assert!(!Factor::is_mirrored(&a, d), "a random matrix has no mirror symmetry");
         check_kdct_structured(2, 3, d, &a, &b, 21);
     }
 
@@ -1329,13 +1448,27 @@ mod tests {
     }
 
     #[test]
+    fn image_groups_cover_the_batch_and_fill_every_thread() {
+        for (n, per_image, threads) in
+            [(16, 3 * 64 * 64, 2), (16, 3 * 16 * 16, 2), (16, 3 * 256 * 256, 2), (1, 48, 2), (5, 48, 1), (3, 48, 4)]
+        {
+            let g = images_per_group(n, per_image, threads);
+            let groups = n.div_ceil(g);
+            assert!(g >= 1 && groups * g >= n, "n {n}: {g} per group");
+            assert!(groups >= threads.min(n), "n {n}, {threads} threads: only {groups} groups");
+        }
+        // 16 images of 3 x 64^2 take four groups of four (two per thread, each within the budget).
+        assert_eq!(images_per_group(16, 3 * 64 * 64, 2), 4);
+    }
+
+    #[test]
     fn kdct_structured_on_mirror_symmetric_factors_matches_dense_products() {
         for d in [2, 6, 8] {
             let dct: Vec<f32> = covdiff_core::dct::dct_matrix(d).into_iter().map(|x| x as f32).collect();
-            assert!(MirrorFactor::detect(&dct, d).is_some(), "the DCT-II matrix is mirror-symmetric (d = {d})");
-            check_kdct_structured(3, 3, d, &dct, &dct, 31);
+            assert!(Factor::is_mirrored(&dct, d), "the DCT-II matrix is mirror-symmetric (d = {d})");
+            check_kdct_structured(5, 3, d, &dct, &dct, 31);
             let (a, b) = (mirrored(d, 40), mirrored(d, 41));
-            assert!(MirrorFactor::detect(&a, d).is_some());
+            assert!(Factor::is_mirrored(&a, d));
             // One mirrored factor and one dense one, both ways round.
             check_kdct_structured(2, 2, d, &a, &values(d * d, 42), 51);
             check_kdct_structured(2, 1, d, &values(d * d, 43), &b, 61);
