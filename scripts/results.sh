@@ -87,6 +87,16 @@ W=weights/fashion-mnist-kdct.safetensors
 [ -f "$D/denoise-bench-cpu.json" ] || covdiff bench denoisers --weights "$W" --local-limit 200 \
   --json "$D/denoise-bench-cpu.json"
 
+# The true posterior covariance of the shipped UNet (second-order Tweedie, by autodiff) against the
+# E_t its K-DCT and diagonal heads learnt (NPR and OCM), at 2 held-out test images per t. About 4 min.
+[ -f "$D/covariance-true/true-covariance.json" ] || covdiff covariance true --t 100,500,900 --inputs 2 \
+  --weights weights/fashion-mnist-kdct.safetensors --weights weights/fashion-mnist-diag.safetensors \
+  --weights weights/fashion-mnist-kdct-ocm.safetensors --weights weights/fashion-mnist-diag-ocm.safetensors \
+  --out "$D/covariance-true"
+
+# CPU speed against PyTorch on this machine (needs torch and diffusers; scripts/bench_torch.py).
+[ -f "$D/bench-compare.json" ] || covdiff bench compare --rounds 5 --json "$D/bench-compare.json"
+
 # The page: docs/RESULTS.in.md with each `{{include <file>}}` line replaced by docs/<file>.
 awk '/^\{\{include .*\}\}$/ { f = substr($0, 11, length($0) - 12); path = "docs/" f;
        if ((getline line < path) > 0) { print line; while ((getline line < path) > 0) print line; close(path) }

@@ -76,7 +76,7 @@ fn main() {
         Command::Gff(a) => commands::gff::run(a),
         Command::Schedule(a) => commands::schedule::run(a),
         Command::Data(c) => commands::data::run(c),
-        Command::Covariance(c) => commands::covariance::run(c),
+        Command::Covariance(c) => commands::covariance::run(c, cli.device),
         Command::Toy2d(c) => commands::toy2d::run(c, cli.device),
         Command::Bench(c) => commands::bench::run(c, cli.device),
         Command::Denoise(c) => commands::denoise::run(c, cli.device),

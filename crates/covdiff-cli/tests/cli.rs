@@ -55,6 +55,7 @@ fn help_is_everywhere() {
         vec!["schedule", "--help"],
         vec!["data", "info", "--help"],
         vec!["covariance", "fit", "--help"],
+        vec!["covariance", "true", "--help"],
         vec!["bench", "covariance", "--help"],
         vec!["bench", "dct", "--help"],
         vec!["toy2d", "train", "--help"],
@@ -821,4 +822,46 @@ fn analytic_denoisers_compare_sample_and_measure_beside_the_shipped_unet() {
     args.extend(["--denoiser", "els:0"]);
     assert_error(&covdiff(&args), "patch size");
     assert_error(&covdiff(&["denoise", "table", out.join("nothing.json").to_str().unwrap()]), "nothing.json");
+}
+
+/// `covariance true` on the shipped K-DCT and diagonal models: the UNet's Jacobian gives an
+/// `E_t` whose learnt approximations are scored, with a table, JSON and labelled figures; a
+/// model without heads, or a bad `--t`, is refused with a message.
+#[test]
+fn the_true_posterior_covariance_of_the_shipped_unet_is_compared_with_its_learnt_heads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights");
+    let (kdct, diag) = (root.join("fashion-mnist-kdct.safetensors"), root.join("fashion-mnist-diag.safetensors"));
+    let out = scratch("true-cov");
+    let idx = out.join("test.idx");
+    write_idx(&idx, 3, 28);
+    let data = format!("idx:{}", idx.display());
+    let dir = out.join("true");
+    let base = ["covariance", "true", "--data", data.as_str(), "--inputs", "1", "--rows-per-pass", "112"];
+    let mut args = base.to_vec();
+    args.extend(["--weights", kdct.to_str().unwrap(), "--weights", diag.to_str().unwrap()]);
+    args.extend(["--t", "500", "--out", dir.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json(&dir.join("true-covariance.json"));
+    assert_eq!(report["n"], 784);
+    let r = &report["results"][0];
+    let errors = r["error_learnt"].as_object().unwrap();
+    assert_eq!(errors.len(), 2, "{r}");
+    for (name, e) in errors {
+        let e = e.as_f64().unwrap();
+        assert!(e.is_finite() && e >= 0.0, "{name}: {e}");
+    }
+    // E_t = Cov[eps | x_t] has eigenvalues in [0, 1] for an exact denoiser; the UNet's is near that.
+    let trace = r["trace"].as_f64().unwrap() / 784.0;
+    assert!(trace > 0.0 && trace < 1.2, "trace / n = {trace}");
+    let table = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    assert!(table.contains("best isotropic") && table.contains("| 500 |"), "{table}");
+    let svg = std::fs::read_to_string(dir.join("spectrum-t500.svg")).unwrap();
+    assert!(svg.contains("true (UNet Jacobian)") && svg.contains("eigenvalue"), "legend and axis label");
+    assert!(dir.join("covariance-t500.png").exists());
+
+    let mut args = base.to_vec();
+    args.extend(["--weights", kdct.to_str().unwrap(), "--t", "0", "--out", dir.to_str().unwrap()]);
+    let o = covdiff(&args);
+    assert!(!o.status.success() && stderr(&o).contains("--t must lie in"), "{}", stderr(&o));
 }

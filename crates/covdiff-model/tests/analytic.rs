@@ -9,13 +9,13 @@ use burn::tensor::{Tensor, TensorData};
 use common::{values, Rand};
 use covdiff_core::locality::TimeTable;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
-use covdiff_model::analytic::sensitivity::jacobian_rows;
+use covdiff_model::analytic::sensitivity::{eps_covariance, jacobian_rows};
 use covdiff_model::analytic::{
     EquivariantPatchDenoiser, MaskedDenoiser, OptimalDenoiser, StreamingSoftmax, Support, TrainingSet, WienerBasis,
     WienerDenoiser,
 };
 use covdiff_model::backends::Cpu;
-use covdiff_model::image::Denoiser;
+use covdiff_model::image::{Denoiser, GaussianDenoiser};
 use nalgebra::{DMatrix, DVector};
 
 type B = Cpu;
@@ -294,6 +294,36 @@ fn the_optimal_denoisers_jacobian_is_its_posterior_covariance_by_tweedie() {
         assert!(max_diff(&jac, &want) < 1e-3 * scale, "t {t}: {} (scale {scale})", max_diff(&jac, &want));
     }
     assert!(jacobian_rows::<A, _>(&opt_ad, &table(), images(&xs, b, c, d), 10, &[0, 1]).is_err());
+}
+
+/// Second-order Tweedie on the exact denoiser of `x0 ~ N(0, S)`, `S = F2^T diag(sigma2) F2`:
+/// the autodiff Jacobian path gives the dense `Cov[eps | x_t] = I - bbar (abar S + bbar I)^-1`,
+/// built here from the DCT matrix with nalgebra.
+#[test]
+fn the_jacobian_path_gives_the_exact_gaussian_posterior_covariance_of_eps() {
+    type A = Autodiff<Cpu>;
+    let d = 4;
+    let n = d * d;
+    let sigma2 = Rand::new(9).uniform(n, 0.05, 2.0);
+    let dev = Default::default();
+    let den = GaussianDenoiser::<A>::new(&sigma2, d, &table(), &dev);
+    let f = covdiff_core::dct::dct_matrix(d);
+    // F2[(k,l), (i,j)] = F[k,i] F[l,j] on row-major images.
+    let f2 = DMatrix::from_fn(n, n, |r, q| f[(r / d) * d + q / d] * f[(r % d) * d + q % d]);
+    let s = f2.transpose() * DMatrix::from_diagonal(&DVector::from_vec(sigma2.clone())) * &f2;
+    let x = images(&Rand::new(10).normal(n, 1.0), 1, 1, d);
+    for t in [10, 300, 900] {
+        let (abar, bbar) = (table().abar(t), 1.0 - table().abar(t));
+        let inv = (&s * abar + DMatrix::identity(n, n) * bbar).try_inverse().unwrap();
+        let want = DMatrix::identity(n, n) - inv * bbar;
+        // 5 rows per pass: the last pass is a partial one.
+        let got = values(eps_covariance::<A, _>(&den, &table(), x.clone(), t, 5).unwrap());
+        let want: Vec<f64> = want.transpose().as_slice().to_vec();
+        assert!(max_diff(&got, &want) < 2e-4, "t {t}: {}", max_diff(&got, &want));
+    }
+    assert!(eps_covariance::<A, _>(&den, &table(), images(&vec![0.0; 2 * n], 2, 1, d), 10, 5).is_err());
+    assert!(eps_covariance::<A, _>(&den, &table(), x.clone(), 0, 5).is_err());
+    assert!(eps_covariance::<A, _>(&den, &table(), x, 10, 0).is_err());
 }
 
 #[test]

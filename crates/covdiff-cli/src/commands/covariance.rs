@@ -1,17 +1,25 @@
-//! `covdiff covariance fit`: how well K-DCT describes a dataset's covariance.
+//! `covdiff covariance`:
+//! - `fit`: how well K-DCT describes a dataset's covariance;
+//! - `true`: the true posterior covariance of a trained eps-UNet, against its learnt heads.
 
+use crate::device::{dispatch, DeviceKind};
 use crate::progress::bar;
 use anyhow::{ensure, Context, Result};
 use covdiff_core::data::DataSource;
 use covdiff_core::figure::{save_heatmaps, Labels, Panel};
-use covdiff_core::structure::{analyse, figure_views, marginal_covariance};
+use covdiff_core::structure::{analyse, figure_views, marginal_covariance, spectrum};
 use covdiff_core::svg::{LinePlot, Series};
-use std::path::PathBuf;
+use nalgebra::DMatrix;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Fit Kronecker, DCT and K-DCT structure to the marginal covariance (Fig. 1B, 5, 6).
     Fit(FitArgs),
+    /// The true posterior covariance E_t = I - sqrt(bbar) J of a trained eps-UNet, from its
+    /// Jacobian by autodiff, against the learnt K-DCT and diagonal E_t and the best isotropic one
+    /// (K-DCT paper Fig. 1C, 7, 10).
+    True(super::true_covariance::Args),
 }
 
 #[derive(clap::Args)]
@@ -39,8 +47,14 @@ pub struct FitArgs {
     curves: Option<PathBuf>,
 }
 
-pub fn run(c: Command) -> Result<()> {
-    let Command::Fit(a) = c;
+pub fn run(c: Command, device: DeviceKind) -> Result<()> {
+    match c {
+        Command::Fit(a) => fit(a),
+        Command::True(a) => dispatch(device, a),
+    }
+}
+
+fn fit(a: FitArgs) -> Result<()> {
     ensure!((2..=64).contains(&a.d), "--d must be between 2 and 64");
     let src: DataSource = a.source.parse()?;
     let mut set = src.load(a.d)?;
@@ -102,4 +116,55 @@ pub fn run(c: Command) -> Result<()> {
 
 fn panels(views: &[(usize, Vec<f64>); 3]) -> Vec<Panel<'_>> {
     views.iter().map(|(k, vals)| Panel { n: *k, values: vals }).collect()
+}
+
+/// Covariance matrices of one image at one `t`, for [`write_comparison`]: the first is the
+/// reference, the others its approximations; `slices` of them (by index) are drawn as images.
+pub(crate) struct Comparison<'a> {
+    /// What the matrices are, as `Cov[x0 | x_t]`.
+    pub what: &'a str,
+    /// Whose the reference is, for the titles.
+    pub source: &'a str,
+    pub matrices: Vec<(String, &'a DMatrix<f64>)>,
+    pub slices: Vec<usize>,
+    pub channels: usize,
+    pub size: usize,
+}
+
+/// Writes `spectrum-t{t}.svg` (every matrix's eigenvalues, largest first, log scale, down to
+/// 1e-6 of the reference's largest) and `covariance-t{t}.png` (midline and full-plane slices, a
+/// row per drawn matrix) into `dir`; `note` ends the PNG's title.
+pub(crate) fn write_comparison(dir: &Path, t: usize, cmp: &Comparison<'_>, note: &str) -> Result<()> {
+    let Some((_, reference)) = cmp.matrices.first() else { return Ok(()) };
+    let spectra: Vec<Vec<f64>> = cmp.matrices.iter().map(|(_, m)| spectrum(m)).collect();
+    let floor = spectra[0].first().copied().unwrap_or(0.0).max(0.0) * 1e-6;
+    let plot = LinePlot {
+        title: format!("eigenvalues of {}, t = {t} (trace {:.3})", cmp.what, reference.trace()),
+        x_label: "index (largest first)".into(),
+        y_label: "eigenvalue".into(),
+        log_y: true,
+        series: cmp
+            .matrices
+            .iter()
+            .zip(&spectra)
+            .enumerate()
+            .map(|(k, ((name, _), ev))| Series {
+                name: name.clone(),
+                points: ev.iter().enumerate().filter(|(_, &v)| v > floor).map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+                dashed: k > 0,
+            })
+            .collect(),
+    };
+    let svg = dir.join(format!("spectrum-t{t}.svg"));
+    std::fs::write(&svg, plot.to_svg()).with_context(|| format!("writing {}", svg.display()))?;
+    let views: Vec<[(usize, Vec<f64>); 3]> =
+        cmp.slices.iter().map(|&k| figure_views(cmp.matrices[k].1, cmp.channels, cmp.size)).collect();
+    let rows: Vec<Vec<Panel<'_>>> = views.iter().map(panels).collect();
+    let titles: Vec<String> = cmp.slices.iter().map(|&k| cmp.matrices[k].0.clone()).collect();
+    let labels = Labels::new(
+        format!("{} of {}, t = {t}; {note}", cmp.what, cmp.source),
+        vec!["vertical midline".into(), "horizontal midline".into(), "channel 0, all pixels".into()],
+    );
+    let png = dir.join(format!("covariance-t{t}.png"));
+    save_heatmaps(&png, &rows, 240, &labels, &titles).with_context(|| format!("writing {}", png.display()))
 }

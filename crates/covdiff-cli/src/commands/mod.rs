@@ -9,3 +9,4 @@ pub mod gff;
 pub mod image;
 pub mod schedule;
 pub mod toy2d;
+pub mod true_covariance;

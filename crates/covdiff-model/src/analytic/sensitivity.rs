@@ -38,3 +38,46 @@ pub fn jacobian_rows<B: AutodiffBackend, D: Denoiser<B> + ?Sized>(
     let grads = (x0 * pick).sum().backward();
     x.grad(&grads).ok_or_else(|| AnalyticError::Invalid("the denoiser's output does not depend on x_t".into()))
 }
+
+/// The posterior covariance of the noise that a denoiser implies, by second-order Tweedie
+/// (docs/maths.md, "Forward process and Tweedie"; K-DCT paper Fig. 1C):
+/// `E_t = Cov[eps | x_t] = I - sqrt(bbar_t) J` with `J = d eps_hat / d x_t`, the full
+/// `n x n` Jacobian (`n = C d^2`) at one image `x` (`[1, C, d, d]`), by reverse-mode autodiff:
+/// `rows_per_pass` rows per backward pass (the image repeated, one output picked per copy).
+/// Row `i` of the result is `e_i - sqrt(bbar) d eps_hat_i / d x_t`, `[n, n]`. It is not
+/// symmetrised: a trained network's Jacobian is only nearly symmetric.
+pub fn eps_covariance<B: AutodiffBackend, D: Denoiser<B> + ?Sized>(
+    denoiser: &D,
+    table: &ScheduleTable,
+    x: Tensor<B::InnerBackend, 4>,
+    t: usize,
+    rows_per_pass: usize,
+) -> Result<Tensor<B::InnerBackend, 2>, AnalyticError> {
+    let [one, c, d, _] = x.dims();
+    if one != 1 || rows_per_pass == 0 {
+        return Err(AnalyticError::Invalid(format!(
+            "need one image and at least one row per pass, got {one} images and {rows_per_pass} rows"
+        )));
+    }
+    if t == 0 || t > table.steps() {
+        return Err(AnalyticError::Invalid(format!("t must be in 1..={}, got {t}", table.steps())));
+    }
+    let (_, bb) = coefficients(table, t);
+    let n = c * d * d;
+    let device = x.device();
+    let mut blocks = Vec::with_capacity(n.div_ceil(rows_per_pass));
+    for first in (0..n).step_by(rows_per_pass) {
+        let m = rows_per_pass.min(n - first);
+        let pick: Vec<f32> = (0..m).flat_map(|r| (0..n).map(move |i| f32::from(i == first + r))).collect();
+        let pick = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(pick, [m, n]), &device);
+        let xs = Tensor::<B, 4>::from_inner(x.clone().repeat_dim(0, m)).require_grad();
+        let (eps, _) = denoiser.predict(xs.clone(), t, false);
+        let picked = Tensor::<B, 4>::from_inner(pick.clone().reshape([m, c, d, d]));
+        let grads = (eps * picked).sum().backward();
+        let jacobian = xs
+            .grad(&grads)
+            .ok_or_else(|| AnalyticError::Invalid("the denoiser's output does not depend on x_t".into()))?;
+        blocks.push(pick - jacobian.reshape([m, n]) * bb.sqrt());
+    }
+    Ok(Tensor::cat(blocks, 0))
+}

@@ -4,15 +4,12 @@
 //! no network. The held-out image is the last of the set, and is left out of the training set.
 
 use super::{read, Context, DataArgs};
+use crate::commands::covariance::{write_comparison, Comparison};
 use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{ensure, Context as _, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use covdiff_core::figure::{save_heatmaps, Labels, Panel};
-use covdiff_core::structure::{
-    figure_views, nearest_diagonal, nearest_isotropic, nearest_kdct, relative_error, spectrum,
-};
-use covdiff_core::svg::{LinePlot, Series};
+use covdiff_core::structure::{nearest_diagonal, nearest_isotropic, nearest_kdct, relative_error, spectrum};
 use covdiff_model::analytic::{OptimalDenoiser, TrainingSet};
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, SeedableRng};
@@ -72,47 +69,25 @@ impl BackendJob for Args {
             let (diag, iso) = (nearest_diagonal(&sigma), nearest_isotropic(&sigma));
             let errors = [kdct.error, relative_error(&sigma, &diag), relative_error(&sigma, &iso)];
             md += &format!("| {t} | {:.4} | {:.4} | {:.4} | {:.4} |\n", sigma.trace(), errors[0], errors[1], errors[2]);
-            let spectra = [spectrum(&sigma), spectrum(&kdct.dense), spectrum(&diag), spectrum(&iso)];
-            let floor = spectra[0].first().copied().unwrap_or(0.0).max(0.0) * 1e-6;
-            let names = ["optimal (exact)", "nearest K-DCT", "nearest diagonal", "nearest isotropic"];
-            let plot = LinePlot {
-                title: format!("eigenvalues of Cov[x0 | x_t], t = {t} (trace {:.3})", sigma.trace()),
-                x_label: "index (largest first)".into(),
-                y_label: "eigenvalue".into(),
-                log_y: true,
-                series: names
-                    .iter()
-                    .zip(&spectra)
-                    .enumerate()
-                    .map(|(k, (name, ev))| Series {
-                        name: name.to_string(),
-                        // Down to 1e-6 of the largest: below it is round-off.
-                        points: ev
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, &v)| v > floor)
-                            .map(|(i, &v)| ((i + 1) as f64, v))
-                            .collect(),
-                        dashed: k > 0,
-                    })
-                    .collect(),
+            let spectra0 = spectrum(&sigma);
+            let cmp = Comparison {
+                what: "Cov[x0 | x_t]",
+                source: "the optimal denoiser",
+                matrices: vec![
+                    ("optimal (exact)".into(), &sigma),
+                    ("nearest K-DCT".into(), &kdct.dense),
+                    ("nearest diagonal".into(), &diag),
+                    ("nearest isotropic".into(), &iso),
+                ],
+                slices: vec![0, 1, 2],
+                channels: c,
+                size: d,
             };
-            let svg = self.out.join(format!("spectrum-t{t}.svg"));
-            std::fs::write(&svg, plot.to_svg()).with_context(|| format!("writing {}", svg.display()))?;
-            let views = [figure_views(&sigma, c, d), figure_views(&kdct.dense, c, d), figure_views(&diag, c, d)];
-            let rows: Vec<Vec<Panel<'_>>> =
-                views.iter().map(|v| v.iter().map(|(k, vals)| Panel { n: *k, values: vals }).collect()).collect();
-            let png = self.out.join(format!("covariance-t{t}.png"));
-            let labels = Labels::new(
-                format!("Cov[x0 | x_t] of the optimal denoiser, t = {t}; K-DCT error {:.3}", errors[0]),
-                vec!["vertical midline".into(), "horizontal midline".into(), "channel 0, all pixels".into()],
-            );
-            let titles = ["exact".to_string(), "K-DCT".to_string(), "diagonal".to_string()];
-            save_heatmaps(&png, &rows, 240, &labels, &titles).with_context(|| format!("writing {}", png.display()))?;
+            write_comparison(&self.out, t, &cmp, &format!("K-DCT error {:.3}", errors[0]))?;
             report.push(serde_json::json!({
                 "t": t, "trace": sigma.trace(),
                 "error_kdct": errors[0], "error_diagonal": errors[1], "error_isotropic": errors[2],
-                "top_eigenvalues": spectra[0].iter().take(16).collect::<Vec<_>>(),
+                "top_eigenvalues": spectra0.iter().take(16).collect::<Vec<_>>(),
             }));
             pb.inc(1);
         }

@@ -96,7 +96,7 @@ pub struct TableArgs {
     out: PathBuf,
 }
 
-fn held_out(card: &ModelCard, data: &Option<String>, n: usize) -> Result<ImageSet> {
+pub(crate) fn held_out(card: &ModelCard, data: &Option<String>, n: usize) -> Result<ImageSet> {
     let source = match data {
         Some(s) => s.clone(),
         None if card.data.source == "fashion-mnist" => {
