@@ -1138,8 +1138,7 @@ fn kdct_structured_grouped(
     let groups = n.div_ceil(per_group.max(1));
     let threads = threads_available();
     let parallel = threads > 1 && groups > 1;
-    let gemm_threads =
-        if !parallel && threads > 1 && v.len() >= 1 << 16 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let gemm_threads = product_threads(parallel, v.len());
     per_image(&mut y, group_len, parallel, |gi, yg| {
         with_scratch(3 * yg.len() + per_group * plane, |scratch| {
             let first = gi * per_group;
@@ -1149,7 +1148,7 @@ fn kdct_structured_grouped(
             let (p, rest) = scratch.split_at_mut(yg.len());
             let (u, rest) = rest.split_at_mut(yg.len());
             let (t, lams) = rest.split_at_mut(yg.len());
-            let (mut p, mut u, mut t) = (p, u, t);
+            let (mut p, mut t) = (p, t);
             // p = M_i v_i, channel by channel (the scratch holds the last call's values).
             p.fill(0.0);
             for (pi, i) in p.chunks_mut(c * plane).zip(first..) {
@@ -1167,11 +1166,11 @@ fn kdct_structured_grouped(
             // s = S[k'][plane][l'].
             let s = if analyse {
                 // T = p B^T on the rows, then A T across the planes' rows (T(X) = A X B^T).
-                fb.fold_rows(&p, &mut u);
+                fb.fold_rows(p, u);
                 for (q, part) in fb.parts.iter().enumerate() {
                     let lhs = View::rows(&u[q * rows * wb..], wb);
                     matmul(
-                        Out::strided(&mut t, q * wb, d, 1),
+                        Out::strided(t, q * wb, d, 1),
                         false,
                         lhs,
                         View::transposed(part, wb),
@@ -1179,11 +1178,11 @@ fn kdct_structured_grouped(
                         gemm_threads,
                     );
                 }
-                fa.fold_planes(&t, &mut u, planes);
+                fa.fold_planes(t, u, planes);
                 for (q, part) in fa.parts.iter().enumerate() {
                     let rhs = View::rows(&u[q * wa * rows..], rows);
                     matmul(
-                        Out::strided(&mut p, q * wa * rows, rows, 1),
+                        Out::strided(p, q * wa * rows, rows, 1),
                         false,
                         View::rows(part, wa),
                         rhs,
@@ -1212,7 +1211,7 @@ fn kdct_structured_grouped(
             };
             // T^T(S) = A^T S B: A^T across the planes' rows, then B on the rows.
             for (q, part) in fa.parts.iter().enumerate() {
-                let rhs = View::strided(&s, q * wa * rows, rows, 1);
+                let rhs = View::strided(s, q * wa * rows, rows, 1);
                 matmul(
                     Out::rows(&mut u[q * wa * rows..], rows),
                     false,
@@ -1222,9 +1221,9 @@ fn kdct_structured_grouped(
                     gemm_threads,
                 );
             }
-            fa.unfold_planes(&u, &mut t, planes);
+            fa.unfold_planes(u, t, planes);
             for (q, part) in fb.parts.iter().enumerate() {
-                let lhs = View::strided(&t, q * wb, d, 1);
+                let lhs = View::strided(t, q * wb, d, 1);
                 matmul(
                     Out::rows(&mut u[q * rows * wb..], wb),
                     false,
@@ -1238,6 +1237,20 @@ fn kdct_structured_grouped(
         })
     });
     y
+}
+
+/// The products' own threads in [`kdct_structured`]: all of them when the images are not spread
+/// over threads (a single group) and the group is large, else none (and none in the browser).
+fn product_threads(spread: bool, len: usize) -> Parallelism {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = rayon::current_num_threads();
+        if !spread && threads > 1 && len >= 1 << 16 {
+            return Parallelism::Rayon(threads);
+        }
+    }
+    let _ = (spread, len);
+    Parallelism::None
 }
 
 thread_local! {
