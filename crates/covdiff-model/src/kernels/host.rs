@@ -1102,22 +1102,16 @@ pub fn kdct_structured(
     [n, c, d]: [usize; 3],
     analyse: bool,
 ) -> Vec<f32> {
-    let threads = threads_available();
-    let per_group = images_per_group(n, c * d * d, threads);
-    kdct_structured_grouped(v, mix, lam, a, b, [n, c, d], analyse, per_group)
+    let per_group = images_per_group(n, c * d * d, threads_available());
+    kdct_structured_grouped(Operands([v, mix, lam, a, b], [n, c, d]), analyse, per_group)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn kdct_structured_grouped(
-    v: &[f32],
-    mix: &[f32],
-    lam: &[f32],
-    a: &[f32],
-    b: &[f32],
-    [n, c, d]: [usize; 3],
-    analyse: bool,
-    per_group: usize,
-) -> Vec<f32> {
+/// [`kdct_structured`]'s operands `v`, `mix`, `lam`, `a`, `b` and sizes `[n, c, d]`.
+struct Operands<'a>([&'a [f32]; 5], [usize; 3]);
+
+/// [`kdct_structured`] with `per_group` images per group.
+fn kdct_structured_grouped(ops: Operands<'_>, analyse: bool, per_group: usize) -> Vec<f32> {
+    let Operands([v, mix, lam, a, b], [n, c, d]) = ops;
     let plane = d * d;
     assert_eq!(v.len(), n * c * plane, "kdct_structured: v size");
     assert_eq!(mix.len(), n * c * c, "kdct_structured: mixing matrices' size");
@@ -1412,7 +1406,7 @@ mod tests {
         // Every grouping of the images: one per group, two, all in one, and the default.
         let groupings = [1, 2, n, images_per_group(n, c * p, threads_available())];
         for (analyse, per_group) in [true, false].into_iter().flat_map(|an| groupings.map(|g| (an, g))) {
-            let ours = kdct_structured_grouped(&v, &mix, &lam, a, b, [n, c, d], analyse, per_group);
+            let ours = kdct_structured_grouped(Operands([&v, &mix, &lam, a, b], [n, c, d]), analyse, per_group);
             for img in 0..n {
                 for k in 0..c {
                     // u = sum_j M_kj v_j, then s = Lam (T u) or Lam u, then y = T^T s.
