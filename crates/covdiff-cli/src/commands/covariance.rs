@@ -133,10 +133,11 @@ pub(crate) struct Comparison<'a> {
 
 /// Writes `spectrum-t{t}.svg` (every matrix's eigenvalues, largest first, log scale, down to
 /// 1e-6 of the reference's largest) and `covariance-t{t}.png` (midline and full-plane slices, a
-/// row per drawn matrix) into `dir`; `note` ends the PNG's title.
-pub(crate) fn write_comparison(dir: &Path, t: usize, cmp: &Comparison<'_>, note: &str) -> Result<()> {
-    let Some((_, reference)) = cmp.matrices.first() else { return Ok(()) };
-    let spectra: Vec<Vec<f64>> = cmp.matrices.iter().map(|(_, m)| spectrum(m)).collect();
+/// row per drawn matrix) into `dir`; `note` ends the PNG's title. Returns the reference's
+/// eigenvalues, largest first.
+pub(crate) fn write_comparison(dir: &Path, t: usize, cmp: &Comparison<'_>, note: &str) -> Result<Vec<f64>> {
+    let Some((_, reference)) = cmp.matrices.first() else { return Ok(Vec::new()) };
+    let mut spectra: Vec<Vec<f64>> = cmp.matrices.iter().map(|(_, m)| spectrum(m)).collect();
     let floor = spectra[0].first().copied().unwrap_or(0.0).max(0.0) * 1e-6;
     let plot = LinePlot {
         title: format!("eigenvalues of {}, t = {t} (trace {:.3})", cmp.what, reference.trace()),
@@ -166,5 +167,6 @@ pub(crate) fn write_comparison(dir: &Path, t: usize, cmp: &Comparison<'_>, note:
         vec!["vertical midline".into(), "horizontal midline".into(), "channel 0, all pixels".into()],
     );
     let png = dir.join(format!("covariance-t{t}.png"));
-    save_heatmaps(&png, &rows, 240, &labels, &titles).with_context(|| format!("writing {}", png.display()))
+    save_heatmaps(&png, &rows, 240, &labels, &titles).with_context(|| format!("writing {}", png.display()))?;
+    Ok(spectra.swap_remove(0))
 }

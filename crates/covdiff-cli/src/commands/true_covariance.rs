@@ -6,6 +6,7 @@
 //! K-DCT and diagonal matrices (the best each family could do).
 
 use crate::commands::covariance::{write_comparison, Comparison};
+use crate::commands::denoise::read;
 use crate::commands::image::config::read_card;
 use crate::commands::image::eval::held_out;
 use crate::device::BackendJob;
@@ -58,10 +59,6 @@ struct Model<B: Backend> {
 
 fn dense(v: Vec<f32>, n: usize) -> DMatrix<f64> {
     DMatrix::from_row_slice(n, n, &v.iter().map(|&x| x as f64).collect::<Vec<_>>())
-}
-
-fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
-    t.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
 }
 
 impl BackendJob for Args {

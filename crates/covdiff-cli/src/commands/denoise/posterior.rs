@@ -9,7 +9,7 @@ use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{ensure, Context as _, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use covdiff_core::structure::{nearest_diagonal, nearest_isotropic, nearest_kdct, relative_error, spectrum};
+use covdiff_core::structure::{nearest_diagonal, nearest_isotropic, nearest_kdct, relative_error};
 use covdiff_model::analytic::{OptimalDenoiser, TrainingSet};
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, SeedableRng};
@@ -69,7 +69,6 @@ impl BackendJob for Args {
             let (diag, iso) = (nearest_diagonal(&sigma), nearest_isotropic(&sigma));
             let errors = [kdct.error, relative_error(&sigma, &diag), relative_error(&sigma, &iso)];
             md += &format!("| {t} | {:.4} | {:.4} | {:.4} | {:.4} |\n", sigma.trace(), errors[0], errors[1], errors[2]);
-            let spectra0 = spectrum(&sigma);
             let cmp = Comparison {
                 what: "Cov[x0 | x_t]",
                 source: "the optimal denoiser",
@@ -83,7 +82,7 @@ impl BackendJob for Args {
                 channels: c,
                 size: d,
             };
-            write_comparison(&self.out, t, &cmp, &format!("K-DCT error {:.3}", errors[0]))?;
+            let spectra0 = write_comparison(&self.out, t, &cmp, &format!("K-DCT error {:.3}", errors[0]))?;
             report.push(serde_json::json!({
                 "t": t, "trace": sigma.trace(),
                 "error_kdct": errors[0], "error_diagonal": errors[1], "error_isotropic": errors[2],
