@@ -14,6 +14,7 @@ pub mod gff;
 pub mod likelihood;
 pub mod locality;
 pub mod metrics;
+pub mod normals;
 pub mod npy;
 pub mod schedule;
 pub mod skip_step;

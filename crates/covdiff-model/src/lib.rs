@@ -11,6 +11,7 @@ pub mod classifier;
 pub mod covariance;
 pub mod image;
 pub mod kernels;
+pub mod normals;
 pub mod objectives;
 pub mod spatial;
 pub mod timestep;

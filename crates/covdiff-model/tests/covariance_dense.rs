@@ -213,7 +213,7 @@ mod cpu {
     #[test]
     fn samples_have_the_dense_covariance_on_cpu() {
         use burn::tensor::backend::Backend;
-        Cpu::seed(&Default::default(), 17);
+        covdiff_model::normals::seed::<Cpu>(&Default::default(), 17);
         super::monte_carlo_suite::<Cpu>(&Default::default());
     }
 }

@@ -102,16 +102,22 @@ fn kdct_structured_matches_the_basis_transforms() {
         let lam = Tensor::<Cpu, 3>::random([n, d, d], Distribution::Uniform(0.1, 1.0), &dev);
         let free = SpatialBasis::free(Tensor::random([d, d], normal(), &dev), Tensor::random([d, d], normal(), &dev));
         for basis in [SpatialBasis::dct(d, &dev), free] {
-            for analyse in [true, false] {
-                let ours =
-                    covdiff_model::kernels::kdct_structured(&v, &mix, &lam, &basis.rows(), &basis.cols(), analyse)
-                        .expect("flex has the kernel");
+            for (analyse, with_diagonal) in [(true, false), (false, false), (true, true), (false, true)] {
+                // The optional diagonal term g * w, here e * v.
+                let e = Tensor::<Cpu, 4>::random([n, c, d, d], Distribution::Uniform(0.1, 1.0), &dev);
+                let diagonal = with_diagonal.then_some((&e, &v));
+                let (rows, cols) = (basis.rows(), basis.cols());
+                let ours = covdiff_model::kernels::kdct_structured(&v, &mix, &lam, [&rows, &cols], diagonal, analyse)
+                    .expect("flex has the kernel");
                 let mixed = mix.clone().matmul(v.clone().reshape([n, c, d * d])).reshape([n, c, d, d]);
                 let coefficients = if analyse { basis.forward(mixed) } else { mixed };
-                let theirs = basis.adjoint(coefficients * lam.clone().unsqueeze_dim::<4>(1));
+                let mut theirs = basis.adjoint(coefficients * lam.clone().unsqueeze_dim::<4>(1));
+                if with_diagonal {
+                    theirs = theirs + e * v.clone();
+                }
                 let scale = theirs.clone().abs().max().into_scalar();
                 let diff = (ours - theirs).abs().max().into_scalar() / scale;
-                assert!(diff < 1e-5, "d {d}, analyse {analyse}: {diff}");
+                assert!(diff < 1e-5, "d {d}, analyse {analyse}, diagonal {with_diagonal}: {diff}");
             }
         }
     }

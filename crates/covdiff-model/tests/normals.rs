@@ -1,31 +1,55 @@
-//! The host normal draws (`covariance::standard_normal`). A test binary of its own: the check
-//! of reproducibility seeds the backend's global generator, which concurrent tests would draw
-//! from in between.
+//! covdiff's normal stream as the samplers see it (`normals::standard_normal`). A test binary of
+//! its own: the stream is one per process, and concurrent tests would draw from it in between.
 
-use covdiff_model::backends::Cpu;
+use covdiff_core::normals::NormalStream;
+use covdiff_model::{backends::Cpu, normals};
 
-/// The host normal draws, made of independently seeded blocks: moments within Monte Carlo
-/// error (4 standard errors), no correlation between neighbouring blocks, and the same numbers
-/// for the same backend seed.
+/// The tests seed the one stream, so they take turns.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn draw(shape: [usize; 2]) -> Vec<f32> {
+    normals::standard_normal::<Cpu, 2>(shape, &Default::default()).into_data().to_vec::<f32>().unwrap()
+}
+
+/// The tensors hold the stream's numbers, drawn in parallel blocks, in order: the same numbers
+/// as one sequential `NormalStream::fill` from the same seed (the stream's own statistics are
+/// tested in covdiff-core). Seeding again repeats them; another seed does not.
 #[test]
-fn host_normals_are_standard_and_reproducible() {
-    use burn::tensor::backend::Backend;
-    use covdiff_model::covariance::standard_normal;
+fn tensors_hold_the_seeded_stream_in_order() {
+    let _turn = TURN.lock();
     let dev = Default::default();
-    Cpu::seed(&dev, 5);
-    let z = standard_normal::<Cpu, 2>([3, 70_000], &dev).into_data().to_vec::<f32>().unwrap();
-    let n = z.len() as f64;
-    let mean = z.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let kurt = z.iter().map(|&v| (v as f64 - mean).powi(4)).sum::<f64>() / n / (var * var);
-    assert!(mean.abs() < 4.0 / n.sqrt(), "mean {mean}");
-    assert!((var - 1.0).abs() < 4.0 * (2.0 / n).sqrt(), "variance {var}");
-    assert!((kurt - 3.0).abs() < 4.0 * (24.0 / n).sqrt(), "kurtosis {kurt}");
-    // The first 8192 numbers of block 0 against those of block 1.
-    let m = 8192;
-    let corr = (0..m).map(|i| z[i] as f64 * z[m + i] as f64).sum::<f64>() / m as f64;
-    assert!(corr.abs() < 4.0 / (m as f64).sqrt(), "neighbouring blocks correlate: {corr}");
-    Cpu::seed(&dev, 5);
-    let again = standard_normal::<Cpu, 2>([3, 70_000], &dev).into_data().to_vec::<f32>().unwrap();
-    assert_eq!(z, again, "the same seed gives the same numbers");
+    normals::seed::<Cpu>(&dev, 5);
+    let (a, b) = (draw([3, 70_000]), draw([2, 3]));
+    let mut reference = NormalStream::new(5);
+    let (mut want_a, mut want_b) = (vec![0.0f32; 210_000], vec![0.0f32; 6]);
+    reference.fill(&mut want_a);
+    reference.fill(&mut want_b);
+    assert_eq!(a, want_a);
+    assert_eq!(b, want_b);
+    normals::seed::<Cpu>(&dev, 5);
+    assert_eq!(draw([3, 70_000]), a, "the same seed gives the same numbers");
+    normals::seed::<Cpu>(&dev, 6);
+    assert_ne!(draw([3, 70_000]), a);
+}
+
+/// `with_stream`: a run with its own stream draws its own numbers and leaves the process's stream
+/// where it was, so runs stepped in turn do not disturb each other.
+#[test]
+fn runs_with_their_own_streams_do_not_interfere() {
+    let _turn = TURN.lock();
+    let dev = Default::default();
+    normals::seed::<Cpu>(&dev, 1);
+    let straight = (draw([4, 5]), draw([4, 5]));
+    normals::seed::<Cpu>(&dev, 1);
+    let mut run = NormalStream::new(9);
+    let first = draw([4, 5]);
+    let theirs = normals::with_stream(&mut run, || draw([100, 100]));
+    let second = draw([4, 5]);
+    assert_eq!((first, second), straight, "the process's stream moved during another run");
+    let mut want = vec![0.0f32; 10_000];
+    NormalStream::new(9).fill(&mut want);
+    assert_eq!(theirs, want);
+    let mut after = NormalStream::new(9);
+    after.reserve(10_000);
+    assert_eq!(run, after, "the run's stream did not advance");
 }

@@ -35,7 +35,7 @@ fn shipped() -> Vec<PathBuf> {
 /// `steps` steps of `column` from seeded noise.
 fn draw(p: &Pipeline<B>, column: Column, seed: u64) -> Vec<f32> {
     let device = Default::default();
-    B::seed(&device, seed);
+    covdiff_model::normals::seed::<B>(&device, seed);
     let x_t = initial_noise::<B>(p.shape(2), p.noise(), &device);
     let config = SamplerConfig { kind: SamplerKind::Ddim { eta: 0.5 }, ..SamplerConfig::ddpm(StepVariance::Small, 3) };
     let mut sampling = p.sampling(column, &config).expect("a valid sampler");
@@ -164,7 +164,7 @@ fn stepping_k_times_equals_running_the_sampler() {
     for name in ["kdct", "beta-tilde", "ddim"] {
         let column = p.column(name).unwrap();
         let config = SamplerConfig::ddpm(StepVariance::Small, 4);
-        B::seed(&device, 3);
+        covdiff_model::normals::seed::<B>(&device, 3);
         let x_t = initial_noise::<B>(p.shape(2), p.noise(), &device);
         let run: Vec<f32> = p
             .sampling(column, &config)
@@ -174,7 +174,7 @@ fn stepping_k_times_equals_running_the_sampler() {
             .into_data()
             .to_vec()
             .unwrap();
-        B::seed(&device, 3);
+        covdiff_model::normals::seed::<B>(&device, 3);
         let mut x = initial_noise::<B>(p.shape(2), p.noise(), &device);
         let mut sampling = p.sampling(column, &config).unwrap();
         let mut ts = Vec::new();
@@ -229,7 +229,7 @@ mod wgpu {
         let on_cpu = Pipeline::<B>::from_safetensors_bytes(&bytes, &cpu).unwrap();
         let on_gpu = Pipeline::<Wgpu>::from_safetensors_bytes(&bytes, &gpu).unwrap();
         // Deterministic DDIM from the same start: the two backends agree.
-        B::seed(&cpu, 5);
+        covdiff_model::normals::seed::<B>(&cpu, 5);
         let x_t = initial_noise::<B>(on_cpu.shape(2), on_cpu.noise(), &cpu);
         let x_gpu = Tensor::<Wgpu, 4>::from_data(x_t.to_data(), &gpu);
         let config =

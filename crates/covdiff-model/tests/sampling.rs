@@ -103,7 +103,7 @@ fn sample(
     let dev = Default::default();
     // The backend's generator is global: tests running side by side must not reseed it mid-chain.
     let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    B::seed(&dev, 21);
+    covdiff_model::normals::seed::<B>(&dev, 21);
     let table = table();
     let x_t = initial_noise::<B>([DRAWS, 1, D, D], noise, &dev);
     let kind = match chain {
@@ -255,7 +255,7 @@ fn a_sampler_is_stepped_by_the_caller_and_its_config_round_trips() {
 
     // Stepping by hand gives the same sample as run(), with x0_hat at every step.
     let x_t = || {
-        B::seed(&dev, 3);
+        covdiff_model::normals::seed::<B>(&dev, 3);
         initial_noise::<B>([8, 1, D, D], &ForwardNoise::White, &dev)
     };
     let guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());

@@ -68,7 +68,7 @@ fn second_moment(x: &[f64]) -> [f64; 3] {
 #[test]
 fn full2_samples_and_operations_match_dense() {
     let dev = Default::default();
-    Cpu::seed(&dev, 2);
+    covdiff_model::normals::seed::<Cpu>(&dev, 2);
     let n = 100_000;
     let s = full2(&vec![1.3; n], &vec![-0.7; n], &vec![0.9; n]);
     let [p, q, r] = second_moment(&values(s.sample()));
@@ -85,7 +85,7 @@ fn full2_samples_and_operations_match_dense() {
 #[test]
 fn elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
     let dev = Default::default();
-    Cpu::seed(&dev, 5);
+    covdiff_model::normals::seed::<Cpu>(&dev, 5);
     let table = Sigmoid::default().table();
     let s = [[1.0, 0.6], [0.6, 0.8]];
     let oracle = GaussianOracle::new(s, table.clone());
@@ -140,7 +140,7 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
     // down to x_{t_1}; the final step t_1 -> 0 returns the mean (z = 0), whose covariance is
     // S - Cov[x0 | x_{t_1}]. With scalar variance the chain is not exact.
     let dev = Default::default();
-    Cpu::seed(&dev, 6);
+    covdiff_model::normals::seed::<Cpu>(&dev, 6);
     let table = Sigmoid::default().table();
     let s = [[1.0, 0.6], [0.6, 0.8]];
     let oracle = GaussianOracle::new(s, table.clone());
@@ -215,7 +215,7 @@ fn swiss_roll_training_beats_noise_and_covariances_are_spd() {
     let model = principled.inference_model();
     let table = Sigmoid::default().table();
     let dev = Default::default();
-    Cpu::seed(&dev, 7);
+    covdiff_model::normals::seed::<Cpu>(&dev, 7);
     let held_out: Vec<f64> =
         toy2d::sample(Toy::SwissRoll, 1500, 0.02, 99).xy.iter().flat_map(|p| [p[0], p[1]]).collect();
     let noise = values(Tensor::<Cpu, 2>::random([1500, 2], Distribution::Normal(0.0, 1.0), &dev));

@@ -212,7 +212,7 @@ fn tiny_unet_loss_falls_in_a_few_hundred_steps() {
     type Ad = Autodiff<Cpu>;
 
     let dev = Default::default();
-    Ad::seed(&dev, 1);
+    covdiff_model::normals::seed::<Ad>(&dev, 1);
     let data = DctGaussian::power_law(&[1.0], 1, 16, 4.0, 1.2).unwrap();
     let table = Linear::default().table();
     let mut rng = StdRng::seed_from_u64(2);

@@ -121,7 +121,7 @@ impl Playground {
         }
         let trajectory = Trajectory::new(self.table.steps(), k, Spacing::Even).map_err(js_error)?;
         let process = ReverseProcess { table: &self.table, trajectory: &trajectory, covariance };
-        Flex::seed(&FlexDevice, u64::from(seed));
+        covdiff_model::normals::seed::<Flex>(&FlexDevice, u64::from(seed));
         let model = self.model(covariance);
         let x = process.sample(&model, lambda, n, None, &FlexDevice);
         let v = read(x)?;

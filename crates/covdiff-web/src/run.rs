@@ -2,8 +2,10 @@
 
 use crate::js_error;
 use burn::tensor::{backend::Backend, Tensor};
+use covdiff_core::normals::NormalStream;
 use covdiff_model::backends::{Flex, Wgpu};
 use covdiff_model::image::{initial_noise, Column, Pipeline, SamplerConfig, Sampling};
+use covdiff_model::normals;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
@@ -13,6 +15,8 @@ pub(crate) struct RunOf<B: Backend> {
     sampling: Sampling<B>,
     x: Tensor<B, 4>,
     x0_hat: Option<Tensor<B, 4>>,
+    /// The run's normal stream, where its next draw starts.
+    stream: NormalStream,
 }
 
 impl<B: Backend> RunOf<B> {
@@ -26,15 +30,18 @@ impl<B: Backend> RunOf<B> {
     ) -> Result<Self, JsError> {
         let column = pipeline.column(sampler).map_err(js_error)?;
         let sampling = pipeline.sampling(column, config).map_err(js_error)?;
-        // As `covdiff sample`: seed, then x_T, then the steps' draws.
-        B::seed(device, u64::from(seed));
-        let x = initial_noise(pipeline.shape(batch), pipeline.noise(), device);
-        Ok(Self { pipeline, column, sampling, x, x0_hat: None })
+        // As `covdiff sample`: seed, then x_T, then the steps' draws, from the run's own stream (the
+        // page steps its samplers in turn), which is covdiff's on every backend: WebGPU and the
+        // CPU fallback draw the CLI's numbers.
+        let mut stream = NormalStream::new(u64::from(seed));
+        let x = normals::with_stream(&mut stream, || initial_noise(pipeline.shape(batch), pipeline.noise(), device));
+        Ok(Self { pipeline, column, sampling, x, x0_hat: None, stream })
     }
 
     fn step(&mut self) -> Result<(), JsError> {
         let denoiser = self.pipeline.denoiser(self.column).map_err(js_error)?;
-        let out = self.sampling.step(denoiser, self.x.clone()).map_err(js_error)?;
+        let (sampling, x) = (&mut self.sampling, self.x.clone());
+        let out = normals::with_stream(&mut self.stream, || sampling.step(denoiser, x)).map_err(js_error)?;
         self.x = out.x;
         self.x0_hat = Some(out.x0_hat);
         Ok(())

@@ -145,7 +145,7 @@ impl Args {
         };
 
         // The tiny UNet.
-        B::seed(&device, 0);
+        covdiff_model::normals::seed::<B>(&device, 0);
         let unet_cfg = UNetConfig::tiny(1);
         let unet = unet_cfg.init::<B>(&device);
         let x = Tensor::<B, 4>::random([b, 1, size, size], Distribution::Normal(0.0, 1.0), &device);

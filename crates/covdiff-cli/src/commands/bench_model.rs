@@ -112,7 +112,7 @@ impl BackendJob for Args {
             ..Default::default()
         };
         let pb = bar(9, "bench");
-        B::seed(&device, 0);
+        covdiff_model::normals::seed::<B>(&device, 0);
         let unet = unet_cfg.init::<B>(&device);
         let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         r.sampling_step_ms = sampling_steps(&unet_cfg, &unet, x, self.size, self.reps, &device)?;

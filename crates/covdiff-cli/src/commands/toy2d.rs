@@ -365,7 +365,7 @@ impl BackendJob for SampleArgs {
         ensure!(self.n > 0, "--n must be positive");
         let table = card.table()?;
         let tr = Trajectory::new(table.steps(), self.k, Spacing::Even).map_err(anyhow::Error::msg)?;
-        B::seed(&device, self.seed);
+        covdiff_model::normals::seed::<B>(&device, self.seed);
         let y = labels::<B>(self.label, self.n, &card, &device)?;
         let x = read(ReverseProcess { table: &table, trajectory: &tr, covariance: cov }.sample(
             &model,
@@ -452,7 +452,7 @@ impl BackendJob for SweepArgs {
             let evaluate =
                 |cov: StepCovariance, k: usize, lambda: f64, nll: bool| -> Result<(f64, Option<f64>, Vec<f64>)> {
                     let tr = Trajectory::new(table.steps(), k, Spacing::Even).map_err(anyhow::Error::msg)?;
-                    B::seed(&device, 1000 + k as u64);
+                    covdiff_model::normals::seed::<B>(&device, 1000 + k as u64);
                     let process = ReverseProcess { table: &table, trajectory: &tr, covariance: cov };
                     let x = match cov {
                         StepCovariance::Thesis => {

@@ -1,6 +1,7 @@
 //! `E = diag(e)`.
 
-use super::{diag_embed, per_image_sum, standard_normal, Covariance};
+use super::{diag_embed, per_image_sum, Covariance};
+use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Clone, Debug)]

@@ -5,7 +5,8 @@
 //! Stored as the symmetric entries `S = [[p, q], [q, r]]`; built from a
 //! Cholesky factor `L = [[a, 0], [b, c]]` with `a, c > 0`.
 
-use super::{standard_normal, Covariance};
+use super::Covariance;
+use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Clone, Debug)]

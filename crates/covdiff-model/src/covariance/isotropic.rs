@@ -1,6 +1,7 @@
 //! `E = s I`, one scalar per image.
 
-use super::{diag_embed, per_image, standard_normal, Covariance};
+use super::{diag_embed, per_image, Covariance};
+use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Clone, Debug)]

@@ -1,7 +1,8 @@
 //! K-DCT (paper Eq. 12; docs/maths.md): `E = diag(e) + (L L^T) (x) T^T diag(lam) T`,
 //! `T = F (x) F` for K-DCT, or a learnt basis for "Free" and "FreeDiag" (Table 9).
 
-use super::{diag_embed, per_image_sum, standard_normal, Covariance};
+use super::{diag_embed, per_image_sum, Covariance};
+use crate::normals::standard_normal;
 use crate::spatial::SpatialBasis;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -44,16 +45,17 @@ impl<B: Backend> KDct<B> {
         mcc * self.basis.diag_of_spectrum(self.lam.clone()).unsqueeze_dim(1)
     }
 
-    /// The structured term by the CPU host kernel (`kernels::kdct_structured`), where there is
-    /// one (`bench compare`, batch 16, C = 3: from d = 16 on it is at least level with burn's
-    /// own products, and from d = 32 on faster, since the DCT's mirror symmetry halves the
-    /// products and a group of images shares each product): `T^T(lam * T(M v))` when
-    /// `analyse`, else `T^T(lam * M v)`. `lam` is only computed when the kernel runs.
+    /// `g * w` plus the structured term, by the CPU host kernel (`kernels::kdct_structured`),
+    /// where there is one (`bench compare`, batch 16, C = 3: from d = 16 on it is at least level
+    /// with burn's own products, and from d = 32 on faster, since the DCT's mirror symmetry
+    /// halves the products and a group of images shares each product): `T^T(lam * T(M v))`
+    /// when `analyse`, else `T^T(lam * M v)`. `lam` is only computed when the kernel runs.
     fn host_structured(
         &self,
         v: &Tensor<B, 4>,
         m: &Tensor<B, 3>,
         lam: impl FnOnce() -> Tensor<B, 3>,
+        diagonal: (Tensor<B, 4>, &Tensor<B, 4>),
         analyse: bool,
     ) -> Option<Tensor<B, 4>> {
         const SMALLEST: usize = 16;
@@ -61,7 +63,8 @@ impl<B: Backend> KDct<B> {
             return None;
         }
         let (a, b) = (self.basis.rows(), self.basis.cols());
-        crate::kernels::kdct_structured(v, m, &lam(), &a, &b, analyse)
+        let (g, w) = diagonal;
+        crate::kernels::kdct_structured(v, m, &lam(), [&a, &b], Some((&g, w)), analyse)
     }
 
     /// `lam` once per channel, `[B, C, d, d]`: a same-shape product is the fast one on CPU
@@ -88,8 +91,8 @@ impl<B: Backend> Covariance<B> for KDct<B> {
     // Eq. 13: (E v)_c = e_c v_c + T^T(lam * T(sum_k (L L^T)_{ck} v_k)).
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
         let m = self.colour();
-        if let Some(structured) = self.host_structured(&v, &m, || self.lam.clone(), true) {
-            return self.e.clone() * v + structured;
+        if let Some(ev) = self.host_structured(&v, &m, || self.lam.clone(), (self.e.clone(), &v), true) {
+            return ev;
         }
         let spectral = self.basis.forward(Self::mix(m, v.clone())) * self.lam4();
         self.e.clone() * v + self.basis.adjoint(spectral)
@@ -99,11 +102,12 @@ impl<B: Backend> Covariance<B> for KDct<B> {
     fn sample_parts(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let xi1 = standard_normal(self.shape(), &self.device());
         let xi2 = standard_normal(self.shape(), &self.device());
-        let structured = match self.host_structured(&xi2, &self.l, || self.lam.clone().sqrt(), false) {
-            Some(structured) => structured,
-            None => self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt()),
+        let root_e = self.e.clone().sqrt();
+        let g = match self.host_structured(&xi2, &self.l, || self.lam.clone().sqrt(), (root_e.clone(), &xi1), false) {
+            Some(g) => g,
+            None => root_e * xi1.clone() + self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt()),
         };
-        (self.e.clone().sqrt() * xi1.clone() + structured, xi1)
+        (g, xi1)
     }
 
     // diag(E)_c = e_c + M_cc (G^T Lam G).

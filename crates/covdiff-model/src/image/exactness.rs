@@ -99,7 +99,7 @@ pub fn gaussian_exactness<B: Backend>(
             final_noise,
         };
         let mut moment = SecondMoment::new(dim);
-        B::seed(device, seed);
+        crate::normals::seed::<B>(device, seed);
         let mut left = n;
         while left > 0 {
             let m = left.min(batch);

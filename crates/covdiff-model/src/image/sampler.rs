@@ -9,7 +9,8 @@
 
 use super::denoiser::Denoiser;
 use super::noise::ForwardNoise;
-use crate::covariance::{standard_normal, AnyCovariance, Covariance};
+use crate::covariance::{AnyCovariance, Covariance};
+use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;

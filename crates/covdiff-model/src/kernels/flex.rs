@@ -275,22 +275,34 @@ pub(super) fn group_norm_autodiff(
 }
 
 /// [`host::kdct_structured`] on flex tensors: `v` `[n, c, d, d]`, `mix` `[n, c, c]`, `lam`
-/// `[n, d, d]`, `a` and `b` `[d, d]`; `None` for another dtype or shapes that do not fit.
+/// `[n, d, d]`, `a` and `b` `[d, d]`, and the diagonal term's `g` and `w` shaped as `v`; `None`
+/// for another dtype or shapes that do not fit.
 pub(super) fn kdct_structured(
-    v: &FlexTensor,
-    mix: &FlexTensor,
-    lam: &FlexTensor,
-    a: &FlexTensor,
-    b: &FlexTensor,
+    [v, mix, lam]: [&FlexTensor; 3],
+    [a, b]: [&FlexTensor; 2],
+    diagonal: Option<[FlexTensor; 2]>,
     analyse: bool,
 ) -> Option<FlexTensor> {
     let [v, mix, lam, a, b] = [v, mix, lam, a, b].map(|t| contiguous(t.clone()));
     let (v, mix, lam, a, b) = (v?, mix?, lam?, a?, b?);
+    let diagonal = match diagonal {
+        Some([g, w]) => Some([contiguous(g)?, contiguous(w)?]),
+        None => None,
+    };
     let (vs, ms, ls) = (shape(&v), shape(&mix), shape(&lam));
     let (&[n, c, d, d2], &[mn, mc, mc2]) = (&vs[..], &ms[..]) else { return None };
     let fits = d == d2 && [mn, mc, mc2] == [n, c, c] && ls == [n, d, d] && shape(&a) == [d, d] && shape(&b) == [d, d];
-    fits.then(|| {
-        let y = host::kdct_structured(slice(&v), slice(&mix), slice(&lam), slice(&a), slice(&b), [n, c, d], analyse);
-        tensor(y, vs)
+    let diagonal_fits = diagonal.as_ref().is_none_or(|[g, w]| shape(g) == vs && shape(w) == vs);
+    (fits && diagonal_fits).then(|| {
+        let ops = host::Operands {
+            v: slice(&v),
+            mix: slice(&mix),
+            lam: slice(&lam),
+            a: slice(&a),
+            b: slice(&b),
+            sizes: [n, c, d],
+            diagonal: diagonal.as_ref().map(|[g, w]| [slice(g), slice(w)]),
+        };
+        tensor(host::kdct_structured(ops, analyse), vs)
     })
 }

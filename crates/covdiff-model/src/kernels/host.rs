@@ -1093,27 +1093,34 @@ fn images_per_group(n: usize, per_image: usize, threads: usize) -> usize {
 /// `A` across the planes' rows as a `w x w` by `w x (planes d)` one, with the spectrum held as
 /// `S[k'][plane][l']` in the factors' orders. Factors with the DCT's mirror symmetry take half
 /// the multiply-adds. Eight products per group in all, whatever the number of planes.
-pub fn kdct_structured(
-    v: &[f32],
-    mix: &[f32],
-    lam: &[f32],
-    a: &[f32],
-    b: &[f32],
-    [n, c, d]: [usize; 3],
-    analyse: bool,
-) -> Vec<f32> {
+pub fn kdct_structured(ops: Operands<'_>, analyse: bool) -> Vec<f32> {
+    let [n, c, d] = ops.sizes;
     let per_group = images_per_group(n, c * d * d, threads_available());
-    kdct_structured_grouped(Operands([v, mix, lam, a, b], [n, c, d]), analyse, per_group)
+    kdct_structured_grouped(ops, analyse, per_group)
 }
 
-/// [`kdct_structured`]'s operands `v`, `mix`, `lam`, `a`, `b` and sizes `[n, c, d]`.
-struct Operands<'a>([&'a [f32]; 5], [usize; 3]);
+/// [`kdct_structured`]'s operands: `v` `[n, c, d, d]`, `mix` `[n, c, c]`, `lam` `[n, d, d]`, `a`
+/// and `b` `[d, d]`, `sizes` `[n, c, d]`, and an optional diagonal term `[g, w]` (both shaped as
+/// `v`): then `y += g * w`, added while each group is in cache (`E v = e v + ...` in Eq. 13;
+/// `sqrt(e) xi1 + ...` in Alg. 1), which saves the caller two passes over memory.
+pub struct Operands<'a> {
+    pub v: &'a [f32],
+    pub mix: &'a [f32],
+    pub lam: &'a [f32],
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+    pub sizes: [usize; 3],
+    pub diagonal: Option<[&'a [f32]; 2]>,
+}
 
 /// [`kdct_structured`] with `per_group` images per group.
 fn kdct_structured_grouped(ops: Operands<'_>, analyse: bool, per_group: usize) -> Vec<f32> {
-    let Operands([v, mix, lam, a, b], [n, c, d]) = ops;
+    let Operands { v, mix, lam, a, b, sizes: [n, c, d], diagonal } = ops;
     let plane = d * d;
     assert_eq!(v.len(), n * c * plane, "kdct_structured: v size");
+    if let Some([g, w]) = diagonal {
+        assert!(g.len() == v.len() && w.len() == v.len(), "kdct_structured: diagonal term size");
+    }
     assert_eq!(mix.len(), n * c * c, "kdct_structured: mixing matrices' size");
     assert_eq!(lam.len(), n * plane, "kdct_structured: spectrum size");
     assert!(a.len() == plane && b.len() == plane, "kdct_structured: basis size");
@@ -1228,6 +1235,10 @@ fn kdct_structured_grouped(ops: Operands<'_>, analyse: bool, per_group: usize) -
                 );
             }
             fb.unfold_rows(u, yg);
+            if let Some([g, w]) = diagonal {
+                let (g, w) = (&g[first * c * plane..], &w[first * c * plane..]);
+                yg.iter_mut().zip(g).zip(w).for_each(|((y, &g), &w)| *y += g * w);
+            }
         })
     });
     y
@@ -1405,8 +1416,13 @@ mod tests {
         let t = |r: usize, q: usize| (a[(r / d) * d + q / d] * b[(r % d) * d + q % d]) as f64;
         // Every grouping of the images: one per group, two, all in one, and the default.
         let groupings = [1, 2, n, images_per_group(n, c * p, threads_available())];
-        for (analyse, per_group) in [true, false].into_iter().flat_map(|an| groupings.map(|g| (an, g))) {
-            let ours = kdct_structured_grouped(Operands([&v, &mix, &lam, a, b], [n, c, d]), analyse, per_group);
+        // The optional diagonal term g * w.
+        let (g, w) = (values(n * c * p, seed + 3), values(n * c * p, seed + 4));
+        let cases = [true, false].into_iter().flat_map(|an| groupings.map(move |pg| (an, pg)));
+        for ((analyse, per_group), with_diagonal) in cases.flat_map(|case| [(case, false), (case, true)]) {
+            let diagonal = with_diagonal.then_some([&g[..], &w[..]]);
+            let ops = Operands { v: &v, mix: &mix, lam: &lam, a, b, sizes: [n, c, d], diagonal };
+            let ours = kdct_structured_grouped(ops, analyse, per_group);
             for img in 0..n {
                 for k in 0..c {
                     // u = sum_j M_kj v_j, then s = Lam (T u) or Lam u, then y = T^T s.
@@ -1420,11 +1436,13 @@ mod tests {
                         })
                         .collect();
                     for q in 0..dd {
-                        let truth: f64 = (0..dd).map(|r| t(r, q) * s[r]).sum();
+                        let at = (img * c + k) * p + q;
+                        let diag = if with_diagonal { (g[at] * w[at]) as f64 } else { 0.0 };
+                        let truth: f64 = (0..dd).map(|r| t(r, q) * s[r]).sum::<f64>() + diag;
                         let got = ours[(img * c + k) * p + q] as f64;
                         assert!(
                             (got - truth).abs() < 1e-4 * (1.0 + truth.abs()),
-                            "d {d}, analyse {analyse}, {per_group} per group, image {img} channel {k} at {q}: {got} vs {truth}"
+                            "d {d}, analyse {analyse}, {per_group} per group, diagonal {with_diagonal}, image {img} channel {k} at {q}: {got} vs {truth}"
                         );
                     }
                 }

@@ -134,18 +134,19 @@ pub fn group_norm<B: Backend>(
 
 /// The structured term of K-DCT with `T(X) = A X B^T` (`a`, `b` `[d, d]`), per image `i` and
 /// channel: `T^T(lam_i * T(M_i v_i))` when `analyse` (the matvec, Eq. 13, with `M = L L^T`),
-/// else `T^T(lam_i * M_i v_i)` (the sample, Alg. 1, with `M = L` and `lam` its square root).
+/// else `T^T(lam_i * M_i v_i)` (the sample, Alg. 1, with `M = L` and `lam` its square root);
+/// plus `g * w` for a `diagonal` term `(g, w)` (`e v` in Eq. 13, `sqrt(e) xi1` in Alg. 1).
 /// By covdiff's host kernel on flex without autodiff; `None` elsewhere (the caller composes it
 /// from tensor operations).
 pub fn kdct_structured<B: Backend>(
     v: &Tensor<B, 4>,
     mix: &Tensor<B, 3>,
     lam: &Tensor<B, 3>,
-    a: &Tensor<B, 2>,
-    b: &Tensor<B, 2>,
+    [a, b]: [&Tensor<B, 2>; 2],
+    diagonal: Option<(&Tensor<B, 4>, &Tensor<B, 4>)>,
     analyse: bool,
 ) -> Option<Tensor<B, 4>> {
-    flex_or_none!(dispatch::kdct_structured(v, mix, lam, a, b, analyse); v, mix, lam, a, b, analyse)
+    flex_or_none!(dispatch::kdct_structured(v, mix, lam, [a, b], diagonal, analyse); v, mix, lam, a, b, diagonal, analyse)
 }
 
 #[cfg(feature = "flex")]
@@ -284,17 +285,19 @@ mod dispatch {
         v: &Tensor<B, 4>,
         mix: &Tensor<B, 3>,
         lam: &Tensor<B, 3>,
-        a: &Tensor<B, 2>,
-        b: &Tensor<B, 2>,
+        [a, b]: [&Tensor<B, 2>; 2],
+        diagonal: Option<(&Tensor<B, 4>, &Tensor<B, 4>)>,
         analyse: bool,
     ) -> Option<Tensor<B, 4>> {
         let Route::Flex = Route::of::<B>()? else { return None };
+        let diagonal = match diagonal {
+            Some((g, w)) => Some([peek::<B, FlexTensor, 4>(g)?, peek::<B, FlexTensor, 4>(w)?]),
+            None => None,
+        };
         let y = flex::kdct_structured(
-            &peek::<B, FlexTensor, 4>(v)?,
-            &peek::<B, FlexTensor, 3>(mix)?,
-            &peek::<B, FlexTensor, 3>(lam)?,
-            &peek::<B, FlexTensor, 2>(a)?,
-            &peek::<B, FlexTensor, 2>(b)?,
+            [&peek::<B, FlexTensor, 4>(v)?, &peek::<B, FlexTensor, 3>(mix)?, &peek::<B, FlexTensor, 3>(lam)?],
+            [&peek::<B, FlexTensor, 2>(a)?, &peek::<B, FlexTensor, 2>(b)?],
+            diagonal,
             analyse,
         )?;
         cast::<FlexTensor, FloatTensor<B>>(y).ok().map(wrap)

@@ -3,6 +3,7 @@
 
 use super::network::Toy2dModel;
 use crate::covariance::{Covariance, Full2};
+use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Distribution, Int, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;
@@ -123,7 +124,7 @@ pub struct ReverseProcess<'a> {
 impl ReverseProcess<'_> {
     /// Draw `n` samples, noise scaled by `lambda`: `x_s = mu_s + lambda chol(Sigma_s) z`, with
     /// `z = 0` at the final step `t_1 -> 0` (the thesis; Ho et al.), which returns the mean.
-    /// Uses the backend's generator.
+    /// Draws from covdiff's normal stream (`normals`).
     pub fn sample<B: Backend, M: Denoiser2d<B>>(
         &self,
         model: &M,
@@ -132,8 +133,7 @@ impl ReverseProcess<'_> {
         y: Option<Tensor<B, 1, Int>>,
         device: &B::Device,
     ) -> Tensor<B, 2> {
-        let normal = Distribution::Normal(0.0, 1.0);
-        let mut x = Tensor::<B, 2>::random([n, 2], normal, device);
+        let mut x = standard_normal::<B, 2>([n, 2], device);
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
             let mean = step_mean(&st, x.clone(), model.eps(x.clone(), t, y.clone()));
@@ -141,7 +141,7 @@ impl ReverseProcess<'_> {
                 mean
             } else {
                 let sigma = self.covariance.at(model, x, &st, y.clone());
-                let z = Tensor::<B, 4>::random([n, 2, 1, 1], normal, device);
+                let z = standard_normal::<B, 4>([n, 2, 1, 1], device);
                 mean + Full2::as_points(sigma.colour(z)) * lambda
             };
         }

@@ -114,7 +114,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         options: TrainOptions,
         device: &B::Device,
     ) -> Self {
-        B::seed(device, options.seed);
+        crate::normals::seed::<B>(device, options.seed);
         Self {
             model: Some(config.init(device)),
             optim: AdamConfig::new().init(),

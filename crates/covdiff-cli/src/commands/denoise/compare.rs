@@ -98,7 +98,7 @@ impl BackendJob for Args {
         let mut first: Vec<Vec<Vec<f32>>> = vec![Vec::new(); analytic.len() + 1];
         let chunks = self.n.div_ceil(self.batch);
         let pb = bar((chunks * self.steps * (1 + analytic.len())) as u64, "compare");
-        B::seed(&device, self.seed);
+        covdiff_model::normals::seed::<B>(&device, self.seed);
         for start in (0..self.n).step_by(self.batch) {
             let b = self.batch.min(self.n - start);
             let x_t = initial_noise(ctx.pipeline.shape(b), ctx.pipeline.noise(), &device);

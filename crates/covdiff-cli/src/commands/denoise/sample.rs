@@ -64,7 +64,7 @@ impl BackendJob for Args {
         let mut report = Vec::new();
         for name in &list {
             let den = ctx.build(name, &times, fields.as_ref())?;
-            B::seed(&device, self.seed);
+            covdiff_model::normals::seed::<B>(&device, self.seed);
             let mut x = initial_noise(ctx.pipeline.shape(self.n), ctx.pipeline.noise(), &device);
             let mut sampling = ctx.pipeline.sampling(Column::Ddim, &config)?;
             let clock = Instant::now();

@@ -70,7 +70,7 @@ impl BackendJob for Args {
         let train_n = set.len() - held;
         ensure!(train_n > 0, "too few images");
         let config = ClassifierConfig::new(set.channels, classes);
-        B::seed(&device, self.seed);
+        covdiff_model::normals::seed::<B>(&device, self.seed);
         let mut model = config.init::<Autodiff<B>>(&device);
         let mut optim = AdamConfig::new().init();
         let loss_fn = CrossEntropyLossConfig::new().init(&device);

@@ -174,7 +174,7 @@ impl EvalData {
             for &column in &columns {
                 let mut cell = Cell::default();
                 if nll {
-                    B::seed(device, self.seed);
+                    covdiff_model::normals::seed::<B>(device, self.seed);
                     let mut sums = [0.0; 4];
                     for start in (0..nll_images).step_by(self.batch) {
                         let b = self.batch.min(nll_images - start);
@@ -198,7 +198,7 @@ impl EvalData {
                     cell.nll = Some(sums.map(|s| s / nll_images as f64));
                 }
                 if let (Some(f), Some(real)) = (&features, &real) {
-                    B::seed(device, self.seed);
+                    covdiff_model::normals::seed::<B>(device, self.seed);
                     let mut fake = Vec::with_capacity(self.fd_samples * f.dim());
                     for start in (0..self.fd_samples).step_by(self.batch) {
                         let b = self.batch.min(self.fd_samples - start);

@@ -55,7 +55,7 @@ impl BackendJob for Args {
         let pb = bar((columns.len() * chunks) as u64, "sampling");
         let mut all = Vec::new();
         for column in columns {
-            B::seed(&device, self.seed);
+            covdiff_model::normals::seed::<B>(&device, self.seed);
             let mut v: Vec<f32> = Vec::with_capacity(self.n * models.shape(1)[1..].iter().product::<usize>());
             for start in (0..self.n).step_by(self.batch) {
                 let x_t = initial_noise::<B>(models.shape(self.batch.min(self.n - start)), &models.noise, &device);

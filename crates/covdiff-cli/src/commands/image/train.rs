@@ -161,7 +161,7 @@ impl BackendJob for Args {
         };
         match &cfg.heads {
             None => {
-                B::seed(&device, settings.seed);
+                covdiff_model::normals::seed::<B>(&device, settings.seed);
                 let init = || unet_cfg.init::<Autodiff<B>>(&device);
                 let trainer =
                     Trainer::new(EpsStage, init(), data, table, noise, settings, &device)?.with_devices(&others);
@@ -193,7 +193,7 @@ impl BackendJob for Args {
                 let frozen = weights::load(frozen, &h.eps_weights).map_err(anyhow::Error::msg)?.unet;
                 let heads_cfg = h.config(&eps_card.unet, size)?;
                 let objective = h.objective()?;
-                B::seed(&device, settings.seed);
+                covdiff_model::normals::seed::<B>(&device, settings.seed);
                 let init = || heads_cfg.init::<Autodiff<B>>(&device);
                 let stage = HeadStage::<Autodiff<B>> { unet: frozen.clone(), objective };
                 let trainer = Trainer::new(stage, init(), data, table, noise, settings, &device)?.with_devices(&others);
