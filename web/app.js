@@ -27,8 +27,9 @@ function showError(message) {
   div.textContent = String(message);
   $("errors").appendChild(div);
 }
-// The wasm panic hook calls this (crates/covdiff-web/src/lib.rs).
-globalThis.covdiffPanic = (message) => showError(message);
+// The wasm panic hook calls this (crates/covdiff-web/src/lib.rs); a panic about buffers or
+// limits (wgpu's) gets the remedy too.
+globalThis.covdiffPanic = (message) => showError(explain(message));
 addEventListener("error", (e) => showError(e.message));
 addEventListener("unhandledrejection", (e) => showError(e.reason?.message ?? e.reason));
 
@@ -146,6 +147,8 @@ let wasm, engine, models = {};
 
 async function start() {
   wasm = await loadBindings();
+  // The tests call the bindings' panic check through this.
+  state.bindings = wasm;
   const picked = await pickEngine(wasm);
   engine = picked.engine;
   state.backend = engine.kind;
@@ -182,11 +185,20 @@ async function loadModels() {
     sizes[file] = { got: 0, total: 0 };
     const { bytes, cached: hit } = await fetchWeights(file, (got, total) => { sizes[file] = { got, total }; progress(); });
     if (hit) cached++;
+    let model;
     try {
-      models[role] = engine.load(bytes);
+      model = engine.load(bytes);
     } catch (e) {
       throw new Error(`${file}: ${e.message ?? e}`);
     }
+    // A file of another model (the diagonal heads served as the K-DCT ones) loads; its card
+    // says what it is, and a column must not show one covariance under another's name.
+    if (!model.name.startsWith(`${role}-`)) {
+      const name = model.name;
+      model.free();
+      throw new Error(`${file}: the wrong model: its card says "${name}", and this column needs a ${role} model`);
+    }
+    models[role] = model;
   }));
   state.weightsCached = cached;
   $("weights-status").textContent += cached ? ` (from the browser's cache: ${cached} of ${WEIGHTS.length} files)` : " (downloaded)";

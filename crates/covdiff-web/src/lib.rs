@@ -40,6 +40,13 @@ pub fn start() {
     }));
 }
 
+/// Panics with `message`, on purpose: the page's end-to-end test calls it to check that a panic
+/// reaches the page through the hook that [`start`] installs. Nothing else calls it.
+#[wasm_bindgen]
+pub fn check_panic_hook(message: &str) {
+    panic!("{message}");
+}
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = error)]
