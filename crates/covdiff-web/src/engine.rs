@@ -125,8 +125,8 @@ impl Model {
     /// A sampling run of `steps` steps for `batch` images from `seed`, with the CLI's defaults
     /// (`covdiff sample`: even spacing, x0 clipping, the K-DCT paper's penultimate-step clip).
     /// `sampler`: `beta`, `beta-tilde` (`iso`), `ddim`, or the model's learnt covariance by kind
-    /// or name. As in the CLI, the seed fixes `x_T` and every later draw, so runs must be stepped
-    /// one after another (they share the backend's generator).
+    /// or name. As in the CLI, the seed fixes `x_T` and every later draw: each run keeps its own
+    /// normal stream (covdiff's, the CLI's on every backend), so runs may be stepped in any order.
     pub fn start(&self, sampler: &str, steps: usize, seed: u32, batch: usize) -> Result<Run, JsError> {
         if batch == 0 || steps == 0 {
             return Err(JsError::new("the batch and the number of steps must be positive"));

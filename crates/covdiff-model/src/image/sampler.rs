@@ -29,7 +29,7 @@ pub enum SamplerError {
     Finished(usize),
 }
 
-/// `x_T`: `Sigma^1/2 z`, `z ~ N(0, I)`, from the backend's generator.
+/// `x_T`: `Sigma^1/2 z`, `z ~ N(0, I)`, from covdiff's normal stream (`normals`).
 pub fn initial_noise<B: Backend>(shape: [usize; 4], noise: &ForwardNoise<B>, device: &B::Device) -> Tensor<B, 4> {
     noise.sqrt_apply(standard_normal(shape, device))
 }
