@@ -37,6 +37,8 @@ enum Command {
     Train(commands::image::train::Args),
     /// Sample images in K steps with any covariance (PNG grid; --compare for side by side).
     Sample(commands::image::sample::Args),
+    /// Inpaint held-out images: guided posterior sampling with isotropic, diagonal and K-DCT covariance (K-DCT paper A.3).
+    Inpaint(commands::image::inpaint::Args),
     /// Evaluate models: NLL in bits/dim by the ELBO, and the table over covariances and K.
     #[command(subcommand)]
     Eval(commands::image::eval::Command),
@@ -82,6 +84,7 @@ fn main() {
         Command::Denoise(c) => commands::denoise::run(c, cli.device),
         Command::Train(a) => device::dispatch(cli.device, a),
         Command::Sample(a) => device::dispatch(cli.device, a),
+        Command::Inpaint(a) => device::dispatch(cli.device, a),
         Command::Eval(c) => commands::image::eval::run(c, cli.device),
         Command::Export(a) => device::dispatch(cli.device, a),
         Command::Classifier(a) => device::dispatch(cli.device, a),

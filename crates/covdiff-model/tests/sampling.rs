@@ -8,7 +8,7 @@
 
 mod common;
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::Tensor;
 use common::truth::{gff_sqrt, DenseDenoiser, Truth};
 use common::values;
 use covdiff_core::dense::second_moment;
@@ -332,4 +332,115 @@ fn gaussian_exactness_separates_exact_kdct_from_the_floor_and_the_heuristics() {
     eprintln!("floor {:.4}, iso {:.4}, diag {:.4}, kdct {:.4}", ex.floor, err(0), err(1), err(2));
     assert!(err(2) < 2.0 * ex.floor + 0.01, "exact K-DCT {} vs floor {}", err(2), ex.floor);
     assert!(err(0) > 4.0 * ex.floor && err(1) > 4.0 * ex.floor, "the heuristics should be biased at K = 2");
+}
+
+/// Guided inpainting (K-DCT paper A.3, Eqs. 19-20) on Gaussian data with the exact denoiser and
+/// `E_t`: the likelihood score is then exact, so the guided chain samples the exact conditional
+/// `x_0 | y` (up to the step variance's use of the unconditional `E_t`, a bias far below the
+/// Monte Carlo error here). Its unobserved pixels must have the mean
+/// `S_uo (S_oo + s^2 I)^-1 y` and the Schur complement `S_uu - S_uo (S_oo + s^2 I)^-1 S_ou` as
+/// covariance, written out here with nalgebra from the prior, within Monte Carlo error.
+#[test]
+fn guided_sampling_draws_the_exact_conditional_gaussian() {
+    use covdiff_model::image::{CgOptions, GuidanceCovariance, Guided, Observation};
+    const DRAWS_GUIDED: usize = 8000;
+    let dev = Default::default();
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    covdiff_model::normals::seed::<B>(&dev, 5);
+    let table = table();
+    let prior = data().prior_dense();
+    let observed = [0usize, 3, 5, 6, 9, 10, 12, 15];
+    let unobserved: Vec<usize> = (0..N).filter(|i| !observed.contains(i)).collect();
+    let sigma_y = 0.1;
+    let y_obs = common::Rand::new(3).normal(observed.len(), 0.8);
+    // The truth, from the prior's blocks.
+    let block =
+        |rows: &[usize], cols: &[usize]| DMatrix::from_fn(rows.len(), cols.len(), |i, j| prior[(rows[i], cols[j])]);
+    let (s_oo, s_uo, s_uu) =
+        (block(&observed, &observed), block(&unobserved, &observed), block(&unobserved, &unobserved));
+    let gain =
+        &s_uo * (s_oo + DMatrix::identity(observed.len(), observed.len()) * (sigma_y * sigma_y)).try_inverse().unwrap();
+    let want_mean = &gain * nalgebra::DVector::from_vec(y_obs.clone());
+    let want_cov = &s_uu - &gain * s_uo.transpose();
+    // The observation, the same for every draw.
+    let (mut mask, mut y) = (vec![0.0; N], vec![0.0; N]);
+    for (&i, &v) in observed.iter().zip(&y_obs) {
+        (mask[i], y[i]) = (1.0, v);
+    }
+    let batch = |v: &[f64]| common::tensor::<B, 4>(&v.repeat(DRAWS_GUIDED), [DRAWS_GUIDED, 1, D, D], &dev);
+    let observation = Observation { mask: batch(&mask), y: batch(&y), sigma_y };
+    let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table, &dev);
+    let guided = Guided {
+        inner: &exact,
+        observation: &observation,
+        table: &table,
+        covariance: GuidanceCovariance::Learnt,
+        cg: CgOptions { max_iterations: 2 * observed.len(), tolerance: 1e-5 },
+    };
+    let config = SamplerConfig {
+        kind: SamplerKind::Ddpm { variance: StepVariance::Learned },
+        steps: 250,
+        spacing: Spacing::Even,
+        lambda: 1.0,
+        clip_x0: false,
+        clip_noise: NoiseClip::Noise,
+        final_noise: true,
+    };
+    let x_t = initial_noise::<B>([DRAWS_GUIDED, 1, D, D], &ForwardNoise::White, &dev);
+    let out = values(config.build(&table, ForwardNoise::White).unwrap().run(&guided, x_t).unwrap());
+    // The unobserved pixels' sample mean and covariance.
+    let m = unobserved.len();
+    let draws = DMatrix::from_fn(DRAWS_GUIDED, m, |r, j| out[r * N + unobserved[j]]);
+    let mean = draws.row_mean().transpose();
+    let centred = DMatrix::from_fn(DRAWS_GUIDED, m, |r, j| draws[(r, j)] - mean[j]);
+    let cov = centred.transpose() * &centred / (DRAWS_GUIDED - 1) as f64;
+    for j in 0..m {
+        let se = (want_cov[(j, j)] / DRAWS_GUIDED as f64).sqrt();
+        assert!(
+            (mean[j] - want_mean[j]).abs() < 5.0 * se,
+            "pixel {}: mean {} against {}",
+            unobserved[j],
+            mean[j],
+            want_mean[j]
+        );
+    }
+    // Monte Carlo error of an 8 x 8 covariance from 8000 draws: about sqrt((m + 1) / N) = 3.4%
+    // relative Frobenius; the bound is twice that.
+    let tol = 2.0 * ((m + 1) as f64 / DRAWS_GUIDED as f64).sqrt();
+    let err = rel_frobenius(&cov, &want_cov);
+    assert!(err < tol, "conditional covariance: relative Frobenius error {err} (tolerance {tol})");
+    // The test has power: the prior's own block is far from the conditional.
+    assert!(rel_frobenius(&s_uu, &want_cov) > 3.0 * tol, "the observation barely informs the unobserved pixels");
+}
+
+/// Conjugate gradients (Jacobi-preconditioned) against a dense solve: per image, with a
+/// different SPD matrix for each (diagonal plus a rank-one term), and an image whose right-hand
+/// side is zero stays zero.
+#[test]
+fn conjugate_gradient_solves_each_images_system() {
+    use covdiff_model::image::{conjugate_gradient, CgOptions};
+    let dev = Default::default();
+    let mut rand = common::Rand::new(8);
+    let (diag, u, rhs) = (rand.uniform(3 * N, 0.5, 2.0), rand.normal(3 * N, 1.0), rand.normal(3 * N, 1.0));
+    let mut rhs = rhs;
+    rhs[2 * N..].iter_mut().for_each(|v| *v = 0.0);
+    let t = |v: &[f64]| common::tensor::<B, 4>(v, [3, 1, D, D], &dev);
+    let (dt, ut) = (t(&diag), t(&u));
+    // M_i v = diag_i * v + u_i (u_i . v).
+    let apply = |v: Tensor<B, 4>| {
+        let dot = (ut.clone() * v.clone()).sum_dim(3).sum_dim(2).sum_dim(1);
+        dt.clone() * v + ut.clone() * dot
+    };
+    // M's diagonal: diag_i + u_i^2.
+    let m_diag: Vec<f64> = diag.iter().zip(&u).map(|(a, b)| a + b * b).collect();
+    let got = values(conjugate_gradient(apply, t(&m_diag), t(&rhs), CgOptions { max_iterations: 40, tolerance: 1e-5 }));
+    for img in 0..3 {
+        let range = img * N..(img + 1) * N;
+        let ui = nalgebra::DVector::from_column_slice(&u[range.clone()]);
+        let m =
+            DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(&diag[range.clone()])) + &ui * ui.transpose();
+        let want = m.lu().solve(&nalgebra::DVector::from_column_slice(&rhs[range.clone()])).unwrap();
+        let diff = (nalgebra::DVector::from_column_slice(&got[range]) - &want).amax();
+        assert!(diff < 1e-4 * (1.0 + want.amax()), "image {img}: {diff}");
+    }
 }

@@ -218,7 +218,7 @@ impl BackendJob for Args {
             !self.sizes.is_empty() && self.sizes.iter().all(|&d| (2..=1024).contains(&d)),
             "--sizes must lie in 2..=1024"
         );
-        let mut best: Option<(Torch, Vec<Line>, f64)> = None;
+        let mut best: Option<(Torch, Vec<Line>)> = None;
         for round in 1..=self.rounds {
             eprintln!("round {round}/{}: the PyTorch reference ({}) ...", self.rounds, self.script.display());
             let torch = self.run_torch()?;

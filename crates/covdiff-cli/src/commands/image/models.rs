@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::Spacing;
-use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, Pipeline, SamplerConfig, StepVariance};
+use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, Pipeline, SamplerConfig, Sampling, StepVariance};
 use std::path::PathBuf;
 
 /// The pipelines of several weights files that share image shape, schedule and noise (one
@@ -103,6 +103,18 @@ impl<B: Backend> Models<B> {
         steps: usize,
         x_t: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>> {
+        let (mut sampling, denoiser, _) = self.sampling(column, opts, steps)?;
+        Ok(sampling.run(denoiser, x_t)?)
+    }
+
+    /// The sampler of `column` and its denoiser, for a caller that drives the steps or wraps the
+    /// denoiser; and whether the column's covariance is a learnt one.
+    pub fn sampling(
+        &self,
+        column: Column,
+        opts: &SampleOptions,
+        steps: usize,
+    ) -> Result<(Sampling<B>, &dyn Denoiser<B>, bool)> {
         let (pipeline, one) = self.resolve(column);
         let config = SamplerConfig {
             kind: one.kind(opts.eta),
@@ -113,8 +125,8 @@ impl<B: Backend> Models<B> {
             clip_noise: opts.clip_noise,
             final_noise: false,
         };
-        let mut sampling = pipeline.sampling(one, &config)?;
-        Ok(sampling.run(pipeline.denoiser(one)?, x_t)?)
+        let learnt = matches!(column, Column::Learned(_));
+        Ok((pipeline.sampling(one, &config)?, pipeline.denoiser(one)?, learnt))
     }
 
     /// The denoiser and step variance of a column, for the ELBO.
