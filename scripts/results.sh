@@ -97,6 +97,13 @@ W=weights/fashion-mnist-kdct.safetensors
 # CPU speed against PyTorch on this machine (needs torch and diffusers; scripts/bench_torch.py).
 [ -f "$D/bench-compare.json" ] || covdiff bench compare --rounds 5 --json "$D/bench-compare.json"
 
+# Inpainting (K-DCT paper A.3): 64 held-out test images, three masks, guided sampling with every
+# covariance. About 80 s.
+[ -f "$D/inpaint/inpaint.json" ] || covdiff inpaint --n 64 --covariance iso,diag,kdct,diag-ocm,kdct-ocm \
+  --weights weights/fashion-mnist-kdct.safetensors --weights weights/fashion-mnist-diag.safetensors \
+  --weights weights/fashion-mnist-kdct-ocm.safetensors --weights weights/fashion-mnist-diag-ocm.safetensors \
+  --out "$D/inpaint"
+
 # The page: docs/RESULTS.in.md with each `{{include <file>}}` line replaced by docs/<file>.
 awk '/^\{\{include .*\}\}$/ { f = substr($0, 11, length($0) - 12); path = "docs/" f;
        if ((getline line < path) > 0) { print line; while ((getline line < path) > 0) print line; close(path) }

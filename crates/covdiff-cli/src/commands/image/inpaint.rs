@@ -43,6 +43,9 @@ pub struct Args {
     /// Held-out images (the test set's first N).
     #[arg(long, default_value_t = 8)]
     n: usize,
+    /// Images shown in each grid (the first ones); the metrics use all N.
+    #[arg(long, default_value_t = 8)]
+    shown: usize,
     /// Held-out data (default: Fashion-MNIST's test set for Fashion-MNIST models).
     #[arg(long)]
     data: Option<String>,
@@ -183,7 +186,7 @@ impl BackendJob for Args {
             }
             grid_columns.push(x0.clone());
             let mut grid = Vec::with_capacity(grid_columns.len() * n * dim);
-            for i in 0..n {
+            for i in 0..n.min(self.shown.max(1)) {
                 for col in &grid_columns {
                     grid.extend_from_slice(&col[i * dim..(i + 1) * dim]);
                 }
