@@ -212,7 +212,6 @@ mod cpu {
 
     #[test]
     fn samples_have_the_dense_covariance_on_cpu() {
-        use burn::tensor::backend::Backend;
         covdiff_model::normals::seed::<Cpu>(&Default::default(), 17);
         super::monte_carlo_suite::<Cpu>(&Default::default());
     }

@@ -170,7 +170,6 @@ fn sn_regresses_the_second_moment() {
 #[test]
 fn rademacher_probes_are_signs_with_identity_second_moment() {
     let dev = Default::default();
-    use burn::tensor::backend::Backend;
     covdiff_model::normals::seed::<Cpu>(&dev, 4);
     let v = values(rademacher::<Cpu>([20_000, 1, 2, 2], &dev));
     assert!(v.iter().all(|x| *x == 1.0 || *x == -1.0));

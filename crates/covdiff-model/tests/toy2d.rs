@@ -6,7 +6,7 @@
 mod common;
 
 use burn::backend::Autodiff;
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use common::*;
 use covdiff_core::dense::{gaussian_kl, gaussian_log_density};
 use covdiff_core::metrics::energy_distance;

@@ -8,7 +8,7 @@ use crate::js_error;
 use burn::backend::flex::FlexDevice;
 use burn::backend::Autodiff;
 use burn::prelude::ElementConversion;
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
 use covdiff_core::toy2d::{self, Points, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};

@@ -9,6 +9,7 @@ use crate::commands::covariance::{write_comparison, Comparison};
 use crate::commands::denoise::read;
 use crate::commands::image::config::read_card;
 use crate::commands::image::eval::held_out;
+use crate::commands::image::models::HeadWeights;
 use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{ensure, Context as _, Result};
@@ -25,12 +26,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Models with covariance heads, all on the same eps-UNet (a card beside each).
-    #[arg(
-        long,
-        default_values = ["weights/fashion-mnist-kdct.safetensors", "weights/fashion-mnist-diag.safetensors"]
-    )]
-    weights: Vec<PathBuf>,
+    #[command(flatten)]
+    models: HeadWeights,
     /// Diffusion times.
     #[arg(long, value_delimiter = ',', default_value = "100,500,900")]
     t: Vec<usize>,
@@ -64,11 +61,11 @@ fn dense(v: Vec<f32>, n: usize) -> DMatrix<f64> {
 impl BackendJob for Args {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        ensure!(!self.weights.is_empty(), "pass at least one --weights");
+        ensure!(!self.models.weights.is_empty(), "pass at least one --weights");
         ensure!(self.inputs > 0 && self.rows_per_pass > 0, "--inputs and --rows-per-pass must be positive");
         let mut models = Vec::new();
         let mut first_bytes = None;
-        for path in &self.weights {
+        for path in &self.models.weights {
             let card = read_card(path)?;
             ensure!(card.heads.is_some(), "{} has no covariance heads: nothing learnt to compare", path.display());
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

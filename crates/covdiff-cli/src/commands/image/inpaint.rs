@@ -5,7 +5,7 @@
 //! Writes a labelled grid per mask and the reconstructions' MSE and PSNR.
 
 use super::eval::held_out;
-use super::models::{Models, SampleOptions};
+use super::models::{HeadWeights, Models, SampleOptions};
 use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
@@ -20,12 +20,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Models with covariance heads on one eps-UNet (a card beside each).
-    #[arg(
-        long,
-        default_values = ["weights/fashion-mnist-kdct.safetensors", "weights/fashion-mnist-diag.safetensors"]
-    )]
-    weights: Vec<PathBuf>,
+    #[command(flatten)]
+    models: HeadWeights,
     /// Masks, comma-separated: box (the centre square of half the side is missing), half (the
     /// left half is missing), random:P (each pixel missing with probability P).
     #[arg(long, value_delimiter = ',', default_value = "box,half,random:0.5")]
@@ -122,7 +118,7 @@ impl BackendJob for Args {
         );
         ensure!(self.sigma_y > 0.0 && self.sigma_y.is_finite(), "--sigma-y must be positive");
         let masks = self.mask.iter().map(|m| Mask::parse(m)).collect::<Result<Vec<_>>>()?;
-        let models = Models::<B>::load(&self.weights, &device)?;
+        let models = Models::<B>::load(&self.models.weights, &device)?;
         let columns = self.covariance.iter().map(|n| models.column(n)).collect::<Result<Vec<_>>>()?;
         let set = held_out(&models.cards[0], &self.data, self.n)?;
         ensure!(set.len() >= self.n, "need {} held-out images, the data has {}", self.n, set.len());

@@ -136,6 +136,18 @@ impl<B: Backend> Models<B> {
     }
 }
 
+/// `--weights`: models with covariance heads on one eps-UNet (a card beside each), by default the
+/// shipped K-DCT and diagonal models.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HeadWeights {
+    /// Models with covariance heads on one eps-UNet (a card beside each).
+    #[arg(
+        long,
+        default_values = ["weights/fashion-mnist-kdct.safetensors", "weights/fashion-mnist-diag.safetensors"]
+    )]
+    pub weights: Vec<PathBuf>,
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct SampleOptions {
     /// even or quadratic time spacing.
