@@ -208,9 +208,12 @@ impl BackendJob for CovArgs {
                 r.sample_ratio
             );
         }
-        println!("growth exponent of time in d (time ~ d^k):");
-        for (k, v) in &report.growth_exponent {
-            println!("  {k:<12} {v:.2}");
+        // A fit needs two sizes at least.
+        if report.rows.len() > 1 {
+            println!("growth exponent of time in d (time ~ d^k):");
+            for (k, v) in &report.growth_exponent {
+                println!("  {k:<12} {v:.2}");
+            }
         }
         if let Some(p) = &self.json {
             std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")?;
