@@ -73,6 +73,12 @@ fn draw_centred(img: &mut RgbImage, x0: usize, width: usize, y: usize, text: &st
     draw_text(img, x0 + (width.saturating_sub(text_width(&t))) / 2, y, &t, INK);
 }
 
+/// The grid order of images given by column: row `i` holds image `i` of each column in turn,
+/// for the first `rows` images (`dim` values each) of every column.
+pub fn by_rows(columns: &[Vec<f32>], rows: usize, dim: usize) -> Vec<f32> {
+    (0..rows).flat_map(|i| columns.iter().flat_map(move |col| &col[i * dim..(i + 1) * dim])).copied().collect()
+}
+
 /// Save `n` images `[C, d, d]` (values in [-1, 1], clipped) as a grid with
 /// `cols` columns, each pixel drawn as a `scale x scale` block, 2px gutters,
 /// under the title and column headers of `labels`.
@@ -228,6 +234,12 @@ fn save_png(img: &RgbImage, path: &Path) -> image::ImageResult<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn by_rows_interleaves_the_columns() {
+        let columns = [vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0]];
+        assert_eq!(super::by_rows(&columns, 2, 2), [1.0, 2.0, 7.0, 8.0, 3.0, 4.0, 9.0, 10.0]);
+    }
+
     use super::*;
 
     #[test]

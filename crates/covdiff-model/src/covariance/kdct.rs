@@ -55,7 +55,7 @@ impl<B: Backend> KDct<B> {
         v: &Tensor<B, 4>,
         m: &Tensor<B, 3>,
         lam: impl FnOnce() -> Tensor<B, 3>,
-        diagonal: (Tensor<B, 4>, &Tensor<B, 4>),
+        diagonal: (&Tensor<B, 4>, &Tensor<B, 4>),
         analyse: bool,
     ) -> Option<Tensor<B, 4>> {
         const SMALLEST: usize = 16;
@@ -63,8 +63,7 @@ impl<B: Backend> KDct<B> {
             return None;
         }
         let (a, b) = (self.basis.rows(), self.basis.cols());
-        let (g, w) = diagonal;
-        crate::kernels::kdct_structured(v, m, &lam(), [&a, &b], Some((&g, w)), analyse)
+        crate::kernels::kdct_structured(v, m, &lam(), [&a, &b], Some(diagonal), analyse)
     }
 
     /// `lam` once per channel, `[B, C, d, d]`: a same-shape product is the fast one on CPU
@@ -91,7 +90,7 @@ impl<B: Backend> Covariance<B> for KDct<B> {
     // Eq. 13: (E v)_c = e_c v_c + T^T(lam * T(sum_k (L L^T)_{ck} v_k)).
     fn matvec(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
         let m = self.colour();
-        if let Some(ev) = self.host_structured(&v, &m, || self.lam.clone(), (self.e.clone(), &v), true) {
+        if let Some(ev) = self.host_structured(&v, &m, || self.lam.clone(), (&self.e, &v), true) {
             return ev;
         }
         let spectral = self.basis.forward(Self::mix(m, v.clone())) * self.lam4();
@@ -103,7 +102,7 @@ impl<B: Backend> Covariance<B> for KDct<B> {
         let xi1 = standard_normal(self.shape(), &self.device());
         let xi2 = standard_normal(self.shape(), &self.device());
         let root_e = self.e.clone().sqrt();
-        let g = match self.host_structured(&xi2, &self.l, || self.lam.clone().sqrt(), (root_e.clone(), &xi1), false) {
+        let g = match self.host_structured(&xi2, &self.l, || self.lam.clone().sqrt(), (&root_e, &xi1), false) {
             Some(g) => g,
             None => root_e * xi1.clone() + self.basis.adjoint(Self::mix(self.l.clone(), xi2) * self.lam4().sqrt()),
         };

@@ -65,24 +65,17 @@ pub struct Guided<'a, B: Backend, D: Denoiser<B> + ?Sized> {
 
 impl<B: Backend, D: Denoiser<B> + ?Sized> Guided<'_, B, D> {
     /// The guidance `g` at `x_t` for `eps_hat` and `E_t` (Eq. 20).
-    pub fn guidance(&self, x: Tensor<B, 4>, eps: Tensor<B, 4>, e: Option<&AnyCovariance<B>>, t: usize) -> Tensor<B, 4> {
+    pub fn guidance(&self, x: Tensor<B, 4>, eps: Tensor<B, 4>, e: &AnyCovariance<B>, t: usize) -> Tensor<B, 4> {
         let (ab, bb) = (self.table.abar(t), self.table.bbar(t));
-        let apply = |v: Tensor<B, 4>| match e {
-            Some(e) => e.matvec(v),
-            None => v,
-        };
         let mask = self.observation.mask.clone();
         let x0 = (x - eps * bb.sqrt()) / ab.sqrt();
         let rhs = (self.observation.y.clone() - x0) * mask.clone();
         let sigma2 = self.observation.sigma_y * self.observation.sigma_y;
         // (sigma_y^2 I + A (bbar/abar) E_t A^T) on masked images.
-        let system = |v: Tensor<B, 4>| v.clone() * sigma2 + apply(v) * mask.clone() * (bb / ab);
-        let diagonal = match e {
-            Some(e) => e.diagonal() * mask.clone() * (bb / ab) + sigma2,
-            None => mask.clone() * (bb / ab) + sigma2,
-        };
+        let system = |v: Tensor<B, 4>| v.clone() * sigma2 + e.matvec(v) * mask.clone() * (bb / ab);
+        let diagonal = e.diagonal() * mask.clone() * (bb / ab) + sigma2;
         let u = conjugate_gradient(system, diagonal, rhs, self.cg);
-        apply(u) / ab.sqrt()
+        e.matvec(u) / ab.sqrt()
     }
 }
 
@@ -90,8 +83,14 @@ impl<B: Backend, D: Denoiser<B> + ?Sized> Denoiser<B> for Guided<'_, B, D> {
     fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>) {
         let learnt = self.covariance == GuidanceCovariance::Learnt;
         let (eps, cov) = self.inner.predict(x.clone(), t, with_cov || learnt);
-        let e = if learnt { cov.as_ref() } else { None };
-        let g = self.guidance(x, eps.clone(), e, t);
+        let g = match (&cov, learnt) {
+            (Some(e), true) => self.guidance(x, eps.clone(), e, t),
+            // E_t = I (and a learnt guidance whose denoiser has no E_t falls back to it).
+            _ => {
+                let identity = AnyCovariance::scalar(1.0, x.dims(), &x.device());
+                self.guidance(x, eps.clone(), &identity, t)
+            }
+        };
         let eps = eps - g * self.table.bbar(t).sqrt();
         (eps, if with_cov { cov } else { None })
     }
@@ -113,8 +112,8 @@ pub fn conjugate_gradient<B: Backend>(
     let mut z = r.clone() * inverse.clone();
     let mut p = z.clone();
     let mut rz = per_image_sum(r.clone() * z);
-    let stop = per_image_sum(b.clone() * b) * (options.tolerance * options.tolerance);
-    let mut rr = stop.clone() / (options.tolerance * options.tolerance);
+    let mut rr = per_image_sum(b.clone() * b);
+    let stop = rr.clone() * (options.tolerance * options.tolerance);
     for _ in 0..options.max_iterations {
         let active = rr.clone().greater(stop.clone()).float();
         if active.clone().sum().into_scalar().elem::<f32>() == 0.0 {

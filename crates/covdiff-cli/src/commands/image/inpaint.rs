@@ -5,12 +5,13 @@
 //! Writes a labelled grid per mask and the reconstructions' MSE and PSNR.
 
 use super::eval::held_out;
-use super::models::{HeadWeights, Models, SampleOptions};
+use super::models::{Column, HeadWeights, Models, SampleOptions};
+use crate::commands::denoise::read;
 use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use covdiff_core::figure::{save_grid, Labels};
+use covdiff_core::figure::{by_rows, save_grid, Labels};
 use covdiff_model::image::{initial_noise, CgOptions, GuidanceCovariance, Guided, Observation};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
@@ -148,7 +149,8 @@ impl BackendJob for Args {
             let mut grid_columns = vec![y.clone()];
             for (&column, cov_name) in columns.iter().zip(&self.covariance) {
                 covdiff_model::normals::seed::<B>(&device, self.seed);
-                let (mut sampling, denoiser, learnt) = models.sampling(column, &self.options, self.steps)?;
+                let (mut sampling, denoiser) = models.sampling(column, &self.options, self.steps)?;
+                let learnt = matches!(column, Column::Learned(_));
                 let guided = Guided {
                     inner: denoiser,
                     observation: &observation,
@@ -157,8 +159,7 @@ impl BackendJob for Args {
                     cg: CgOptions { max_iterations: self.cg_iterations, tolerance: 1e-4 },
                 };
                 let x = sampling.run(&guided, initial_noise::<B>(shape, &models.noise, &device))?;
-                let x = x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                ensure!(x.iter().all(|v| v.is_finite()), "{cov_name} guidance produced non-finite values");
+                let x = read(x).with_context(|| format!("{cov_name} guidance"))?;
                 let err = |keep: &dyn Fn(bool) -> bool| {
                     let (sum, count) = x
                         .iter()
@@ -181,12 +182,7 @@ impl BackendJob for Args {
                 pb.inc(1);
             }
             grid_columns.push(x0.clone());
-            let mut grid = Vec::with_capacity(grid_columns.len() * n * dim);
-            for i in 0..n.min(self.shown.max(1)) {
-                for col in &grid_columns {
-                    grid.extend_from_slice(&col[i * dim..(i + 1) * dim]);
-                }
-            }
+            let grid = by_rows(&grid_columns, n.min(self.shown.max(1)), dim);
             let mut labels = vec!["observed y".to_string()];
             labels.extend(self.covariance.iter().map(|s| format!("{s} K={}", self.steps)));
             labels.push("original".into());

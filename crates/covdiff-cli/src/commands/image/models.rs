@@ -103,18 +103,18 @@ impl<B: Backend> Models<B> {
         steps: usize,
         x_t: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>> {
-        let (mut sampling, denoiser, _) = self.sampling(column, opts, steps)?;
+        let (mut sampling, denoiser) = self.sampling(column, opts, steps)?;
         Ok(sampling.run(denoiser, x_t)?)
     }
 
     /// The sampler of `column` and its denoiser, for a caller that drives the steps or wraps the
-    /// denoiser; and whether the column's covariance is a learnt one.
+    /// denoiser.
     pub fn sampling(
         &self,
         column: Column,
         opts: &SampleOptions,
         steps: usize,
-    ) -> Result<(Sampling<B>, &dyn Denoiser<B>, bool)> {
+    ) -> Result<(Sampling<B>, &dyn Denoiser<B>)> {
         let (pipeline, one) = self.resolve(column);
         let config = SamplerConfig {
             kind: one.kind(opts.eta),
@@ -125,8 +125,7 @@ impl<B: Backend> Models<B> {
             clip_noise: opts.clip_noise,
             final_noise: false,
         };
-        let learnt = matches!(column, Column::Learned(_));
-        Ok((pipeline.sampling(one, &config)?, pipeline.denoiser(one)?, learnt))
+        Ok((pipeline.sampling(one, &config)?, pipeline.denoiser(one)?))
     }
 
     /// The denoiser and step variance of a column, for the ELBO.

@@ -6,7 +6,7 @@ use crate::device::BackendJob;
 use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::Backend;
-use covdiff_core::figure::{save_grid, Labels};
+use covdiff_core::figure::{by_rows, save_grid, Labels};
 use covdiff_model::image::initial_noise;
 use std::path::PathBuf;
 
@@ -69,12 +69,7 @@ impl BackendJob for Args {
         pb.finish_and_clear();
         let [n, c, d, _] = shape;
         let dim = c * d * d;
-        let mut grid = Vec::with_capacity(all.len() * n * dim);
-        for i in 0..n {
-            for col in &all {
-                grid.extend_from_slice(&col[i * dim..(i + 1) * dim]);
-            }
-        }
+        let grid = by_rows(&all, n, dim);
         let scale = (128 / d).clamp(1, 8);
         let cols = if all.len() == 1 { 8 } else { all.len() };
         let header = |name: &str| format!("{name} K={}", self.steps);
