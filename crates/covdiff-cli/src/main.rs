@@ -4,6 +4,7 @@ mod checkpoint;
 mod commands;
 mod device;
 mod progress;
+mod training;
 
 use clap::{Parser, Subcommand};
 use device::DeviceKind;

@@ -52,9 +52,9 @@ pub fn discretized_gaussian_nll(x: &[f64], mu: &[f64], std: &[f64]) -> f64 {
     nll
 }
 
-/// `KL(N(m_q, v I) || N(m_p, S))` with `delta = m_p - m_q`, exactly by Cholesky:
-/// `0.5 (v tr(S^-1) + delta^T S^-1 delta - n + logdet S - n log v)`.
-pub fn kl_isotropic_vs(v: f64, delta: &[f64], s: DMatrix<f64>) -> Result<f64, crate::Error> {
+/// `(delta^T S^-1 delta, logdet S, tr S^-1)`, exactly by Cholesky: the three numbers every
+/// Gaussian KL and log-density against `N(., S)` is made of.
+pub fn gaussian_moments(delta: &[f64], s: DMatrix<f64>) -> Result<(f64, f64, f64), crate::Error> {
     let n = delta.len();
     let chol = s.cholesky().ok_or(crate::Error::NotPositiveDefinite("step covariance"))?;
     let l = chol.l();
@@ -64,8 +64,15 @@ pub fn kl_isotropic_vs(v: f64, delta: &[f64], s: DMatrix<f64>) -> Result<f64, cr
         .ok_or(crate::Error::NotPositiveDefinite("step covariance"))?;
     let trace_inv = linv.iter().map(|x| x * x).sum::<f64>();
     let w = &linv * DVector::from_column_slice(delta);
-    let quad = w.norm_squared();
-    Ok(0.5 * (v * trace_inv + quad - n as f64 + logdet - n as f64 * v.ln()))
+    Ok((w.norm_squared(), logdet, trace_inv))
+}
+
+/// `KL(N(m_q, v I) || N(m_p, S))` with `delta = m_p - m_q`, exactly by Cholesky:
+/// `0.5 (v tr(S^-1) + delta^T S^-1 delta - n + logdet S - n log v)`.
+pub fn kl_isotropic_vs(v: f64, delta: &[f64], s: DMatrix<f64>) -> Result<f64, crate::Error> {
+    let n = delta.len() as f64;
+    let (quad, logdet, trace_inv) = gaussian_moments(delta, s)?;
+    Ok(0.5 * (v * trace_inv + quad - n + logdet - n * v.ln()))
 }
 
 /// Gauss quadrature from a Lanczos run started at `q_1 = u / |u|`: `u^T f(S) u ~ |u|^2 sum_k tau_k^2 f(theta_k)`,

@@ -9,6 +9,7 @@ pub mod analytic;
 pub mod backends;
 pub mod classifier;
 pub mod covariance;
+pub mod diffusion;
 pub mod image;
 pub mod kernels;
 pub mod normals;

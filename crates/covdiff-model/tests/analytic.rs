@@ -15,7 +15,8 @@ use covdiff_model::analytic::{
     WienerDenoiser,
 };
 use covdiff_model::backends::Cpu;
-use covdiff_model::image::{Denoiser, GaussianDenoiser};
+use covdiff_model::diffusion::Denoiser;
+use covdiff_model::image::GaussianDenoiser;
 use nalgebra::{DMatrix, DVector};
 
 type B = Cpu;
@@ -328,7 +329,7 @@ fn the_jacobian_path_gives_the_exact_gaussian_posterior_covariance_of_eps() {
 
 #[test]
 fn analytic_denoisers_run_in_the_samplers_and_bad_sets_are_errors() {
-    use covdiff_model::image::{SamplerConfig, StepVariance};
+    use covdiff_model::diffusion::{SamplerConfig, StepVariance};
     let (c, d) = (1, 4);
     let n = c * d * d;
     let mut rng = Rand::new(7);
@@ -338,7 +339,7 @@ fn analytic_denoisers_run_in_the_samplers_and_bad_sets_are_errors() {
     let opt = OptimalDenoiser::new(data, table());
     let x_t = images(&rng.normal(2 * n, 1.0), 2, c, d);
     let mut sampling =
-        SamplerConfig::ddim(0.0, 10).build::<B>(&table(), covdiff_model::image::ForwardNoise::White).unwrap();
+        SamplerConfig::ddim(0.0, 10).build::<B>(&table(), covdiff_model::diffusion::ForwardNoise::White).unwrap();
     let x = values(sampling.run(&opt, x_t.clone()).unwrap());
     // DDIM with the optimal denoiser ends on training images (memorisation).
     for img in x.chunks(n) {
@@ -349,7 +350,7 @@ fn analytic_denoisers_run_in_the_samplers_and_bad_sets_are_errors() {
         assert!(best < 1e-6, "DDIM with the optimal denoiser should return a training image, off by {best}");
     }
     let mut ddpm = SamplerConfig::ddpm(StepVariance::Small, 5)
-        .build::<B>(&table(), covdiff_model::image::ForwardNoise::White)
+        .build::<B>(&table(), covdiff_model::diffusion::ForwardNoise::White)
         .unwrap();
     assert!(values(ddpm.run(&opt as &dyn Denoiser<B>, x_t).unwrap()).iter().all(|v| v.is_finite()));
     assert!(TrainingSet::<B>::from_pixels(&set[..n + 1], c, d, 4, &dev).is_err());

@@ -17,12 +17,11 @@ use covdiff_core::gff::Gff;
 use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_model::backends::Cpu;
 use covdiff_model::covariance::{AnyCovariance, Covariance, KDct, LowRank};
-use covdiff_model::image::elbo::{kl_isotropic_vs_cov, lanczos_logdet_trace_inverse, lanczos_quadratic_inverse};
-use covdiff_model::image::train::materialize;
-use covdiff_model::image::{
-    CovarianceHeadsConfig, Denoiser, EpsStage, ForwardNoise, GaussianDenoiser, GffOperator, HeadKind, HeadObjective,
-    HeadStage, LogDet, Settings, Stage, Trainer,
-};
+use covdiff_model::diffusion::elbo::{kl_isotropic_vs_cov, lanczos_logdet_trace_inverse, lanczos_quadratic_inverse};
+use covdiff_model::diffusion::train::{ema_update, materialize};
+use covdiff_model::diffusion::StepLosses;
+use covdiff_model::diffusion::{Decoder, Denoiser, ForwardNoise, GffOperator, LogDet, Settings, Stage, Trainer};
+use covdiff_model::image::{CovarianceHeadsConfig, EpsStage, GaussianDenoiser, HeadKind, HeadObjective, HeadStage};
 use covdiff_model::objectives::npr;
 use covdiff_model::spatial::SpatialBasis;
 use covdiff_model::unet::UNetConfig;
@@ -238,7 +237,7 @@ fn elbo_terms_match_a_dense_evaluation() {
     use common::truth::Truth;
     use covdiff_core::likelihood::discretized_gaussian_nll;
     use covdiff_core::trajectory::{Spacing, Trajectory};
-    use covdiff_model::image::{Elbo, StepVariance};
+    use covdiff_model::diffusion::{Elbo, StepVariance};
     let dev = Default::default();
     let (d, n, b) = (4, 16, 3);
     let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
@@ -252,7 +251,13 @@ fn elbo_terms_match_a_dense_evaluation() {
     let trajectory = Trajectory::new(1000, 4, Spacing::Even).unwrap();
     let zs: Vec<Vec<f64>> = trajectory.steps().iter().map(|_| r.normal(b * n, 1.0)).collect();
     for variance in [StepVariance::Learned, StepVariance::Small] {
-        let elbo = Elbo { table: &table, trajectory: &trajectory, variance, logdet: LogDet::Exact };
+        let elbo = Elbo {
+            table: &table,
+            trajectory: &trajectory,
+            variance,
+            logdet: LogDet::Exact,
+            decoder: Decoder::Discretized8Bit,
+        };
         let mut k = 0;
         let got = elbo
             .terms_with(&model, tensor::<B, 4>(&x0, [b, 1, d, d], &dev), |shape| {
@@ -361,8 +366,8 @@ fn toy_images(n: usize, d: usize, seed: u64) -> ImageSet {
 }
 
 fn trainer<S: Stage<AD>>(stage: S, model: S::Model, data: &Arc<ImageSet>, settings: &Settings) -> Trainer<AD, S> {
-    Trainer::new(stage, model, data.clone(), table(), ForwardNoise::White, settings.clone(), &Default::default())
-        .unwrap()
+    let data: Arc<ImageSet> = data.clone();
+    Trainer::new(stage, model, data, table(), ForwardNoise::White, settings.clone(), &Default::default()).unwrap()
 }
 
 /// The small UNet of the training tests, on 8 x 8 images.
@@ -370,8 +375,8 @@ fn small_unet() -> UNetConfig {
     UNetConfig::new(vec![8, 8], vec![false, false]).with_norm_num_groups(4).with_layers_per_block(1)
 }
 
-fn loss(t: Tensor<B, 1>) -> f64 {
-    values(t)[0]
+fn loss(t: StepLosses<B>) -> f64 {
+    values(t.total)[0]
 }
 
 #[test]
@@ -421,7 +426,12 @@ fn both_stages_resume_exactly_from_a_checkpoint() {
     let kdct = CovarianceHeadsConfig::for_unet(HeadKind::KDct, &unet_cfg, d).with_hidden(16).init::<AD>(&dev);
     let stage = HeadStage::<AD> { unet, objective: HeadObjective::Sn };
     let refused = Trainer::new(stage, kdct, data.clone(), table(), ForwardNoise::White, settings, &dev);
-    assert_eq!(refused.err(), Some(covdiff_model::image::StageError::SnNeedsDiagonal("kdct".into())));
+    assert_eq!(
+        refused.err(),
+        Some(covdiff_model::diffusion::StageError::Incompatible(
+            "SN trains diagonal heads only, not kdct heads".into()
+        ))
+    );
 }
 
 #[test]
@@ -481,7 +491,7 @@ fn ema_update_blends_every_parameter() {
     let dev = Default::default();
     let a = materialize(burn::nn::LinearConfig::new(5, 3).init::<B>(&dev));
     let b = materialize(burn::nn::LinearConfig::new(5, 3).init::<B>(&dev));
-    let ema = covdiff_model::image::train::ema_update(a.clone(), &b, 0.3);
+    let ema = ema_update(a.clone(), &b, 0.3);
     let (wa, wb, we) = (values(a.weight.val()), values(b.weight.val()), values(ema.weight.val()));
     let want: Vec<f64> = wa.iter().zip(&wb).map(|(x, y)| 0.3 * x + 0.7 * y).collect();
     assert!(common::rel_err(&we, &want) < 1e-6);

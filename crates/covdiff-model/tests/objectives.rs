@@ -122,7 +122,8 @@ fn ocm_under_gff_noise_targets_the_whitened_posterior_covariance() {
     use common::truth::{gff_sqrt, DenseDenoiser, Truth};
     use covdiff_core::gaussian::DctGaussian;
     use covdiff_core::gff::Gff;
-    use covdiff_model::image::{train::whitened_jvp, Denoiser, ForwardNoise, GffOperator};
+    use covdiff_model::diffusion::{Denoiser, ForwardNoise, GffOperator};
+    use covdiff_model::image::whitened_jvp;
     let dev = Default::default();
     let (d, n) = (4, 16);
     let gff = Gff::new(d, 1.0).unwrap();

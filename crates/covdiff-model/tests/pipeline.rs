@@ -4,8 +4,9 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_model::backends::Cpu;
+use covdiff_model::diffusion::{initial_noise, SamplerConfig, SamplerKind, StepVariance};
 use covdiff_model::image::pipeline::{safetensors_metadata, Column, Pipeline, PipelineError, CARD_KEY};
-use covdiff_model::image::{initial_noise, ModelCard, SamplerConfig, SamplerKind, StepVariance};
+use covdiff_model::image::ModelCard;
 use std::path::{Path, PathBuf};
 
 type B = Cpu;
@@ -201,7 +202,8 @@ mod wgpu {
     use covdiff_core::schedule::{Linear, Schedule};
     use covdiff_model::backends::Wgpu;
     use covdiff_model::covariance::{AnyCovariance, Covariance};
-    use covdiff_model::image::{EpsStage, ForwardNoise, Settings, Trainer};
+    use covdiff_model::diffusion::{ForwardNoise, Settings, Trainer};
+    use covdiff_model::image::EpsStage;
     use covdiff_model::unet::UNetConfig;
     use std::sync::Arc;
 
@@ -269,7 +271,7 @@ mod wgpu {
         let mut trainer =
             Trainer::<Ad, _>::new(EpsStage, unet.init::<Ad>(&gpu), data, table, ForwardNoise::White, settings, &gpu)
                 .unwrap();
-        let losses: Vec<f32> = (0..2).map(|_| trainer.step().into_scalar()).collect();
+        let losses: Vec<f32> = (0..2).map(|_| trainer.step().total.into_scalar()).collect();
         assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
         assert_eq!(trainer.steps_done(), 2);
     }

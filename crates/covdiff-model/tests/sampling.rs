@@ -18,10 +18,11 @@ use covdiff_core::schedule::{Linear, Schedule, ScheduleTable};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
 use covdiff_model::covariance::{AnyCovariance, Covariance};
-use covdiff_model::image::{
-    initial_noise, Denoiser, ForwardNoise, GaussianDenoiser, GffOperator, NoiseClip, SamplerConfig, SamplerError,
-    SamplerKind, StepVariance,
+use covdiff_model::diffusion::{
+    initial_noise, Denoiser, ForwardNoise, GffOperator, NoiseClip, SamplerConfig, SamplerError, SamplerKind,
+    StepVariance,
 };
+use covdiff_model::image::GaussianDenoiser;
 use nalgebra::DMatrix;
 use std::sync::Mutex;
 
@@ -71,6 +72,8 @@ fn propagate(truth: &Truth, table: &ScheduleTable, trajectory: &Trajectory, chai
                     StepVariance::Large => &id * (1.0 - a),
                     StepVariance::Small => &id * btilde,
                     StepVariance::Learned => &id * btilde + truth.eps_cov(ab_t) * ((1.0 - a).powi(2) / (a * bb_t)),
+                    // The model's matrix (here the exact E_t) as the step covariance itself.
+                    StepVariance::Direct => truth.eps_cov(ab_t),
                 };
                 if s == 0 {
                     w.fill(0.0);
@@ -152,7 +155,7 @@ fn ddpm_samples_match_the_dense_chain_for_every_step_variance() {
     let truth = white_truth();
     let exact = GaussianDenoiser::<B>::new(data().spectrum(), D, &table(), &dev);
     let tr = Trajectory::new(1000, 5, Spacing::Even).unwrap();
-    for variance in [StepVariance::Small, StepVariance::Large, StepVariance::Learned] {
+    for variance in StepVariance::ALL {
         let chain = Chain::Ddpm { variance, clip: None };
         let want = propagate(&truth, &table(), &tr, chain);
         check(&format!("{variance:?}"), &sample(&exact, &ForwardNoise::White, &tr, chain, NoiseClip::Noise), &want);

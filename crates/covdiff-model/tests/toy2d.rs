@@ -14,11 +14,15 @@ use covdiff_core::schedule::{Schedule, Sigmoid};
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
+use covdiff_model::diffusion::train::materialize;
+use covdiff_model::diffusion::{Denoiser, ForwardNoise, StepVariance, Trainer};
 use covdiff_model::toy2d::{
-    x0_covariance, GaussianOracle, Objective, ReverseProcess, StepCovariance, Toy2dConfig, TrainOptions, Trainer,
+    negative_elbo, sample, settings, x0_covariance, Column, GaussianOracle, Objective, Toy2dConfig, Toy2dModel,
+    Toy2dStage,
 };
 use covdiff_model::{Covariance, Full2};
 use nalgebra::DMatrix;
+use std::sync::Arc;
 
 fn full2(p: &[f64], q: &[f64], r: &[f64]) -> Full2<Cpu> {
     let dev = Default::default();
@@ -105,11 +109,7 @@ fn elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
     let x0 = z.matmul(chol);
     for k in [1, 5, 50, big_t] {
         let tr = Trajectory::new(big_t, k, Spacing::Even).unwrap();
-        let nelbo =
-            values(
-                ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Principled }
-                    .negative_elbo(&oracle, x0.clone(), None),
-            );
+        let nelbo = negative_elbo(&oracle, &table, &tr, StepVariance::Learned, x0.clone()).unwrap();
         let mean = nelbo.iter().sum::<f64>() / n as f64;
         let sd = (nelbo.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
         let tol = 4.0 * sd / (n as f64).sqrt() + 2e-3;
@@ -117,10 +117,7 @@ fn elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
     }
     // A wrong covariance is strictly worse (the bound is loose).
     let tr = Trajectory::new(big_t, 5, Spacing::Even).unwrap();
-    let nelbo = values(
-        ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Large }
-            .negative_elbo(&oracle, x0, None),
-    );
+    let nelbo = negative_elbo(&oracle, &table, &tr, StepVariance::Large, x0).unwrap();
     assert!(nelbo.iter().sum::<f64>() / n as f64 > want + 0.05);
 }
 
@@ -149,10 +146,9 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
         let tr = Trajectory::new(table.steps(), k, Spacing::Even).unwrap();
         let t1 = *tr.times().last().unwrap();
         let want = covariance_of_the_mean(s, table.abar(t1));
-        let c = second_moment(&values(
-            ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Principled }
-                .sample::<Cpu, _>(&oracle, 1.0, n, None, &dev),
-        ));
+        let draw =
+            |column: Column| values(sample::<Cpu, _>(&oracle, &table, &column.sampler(k, 1.0), n, &dev).unwrap());
+        let c = second_moment(&draw(Column::Principled));
         // x_T ~ N(0, I) instead of q(x_T) adds abar_T-sized error (~5e-4); MC error ~0.006.
         for i in 0..3 {
             assert!((c[i] - want[i]).abs() < 0.03, "K={k}: {c:?} vs {want:?}");
@@ -160,10 +156,7 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
         if k == 1 {
             continue; // one step is the mean alone, whatever the covariance
         }
-        let c = second_moment(&values(
-            ReverseProcess { table: &table, trajectory: &tr, covariance: StepCovariance::Small }
-                .sample::<Cpu, _>(&oracle, 1.0, n, None, &dev),
-        ));
+        let c = second_moment(&draw(Column::BetaTilde));
         assert!(
             (c[0] - want[0]).abs() > 0.1 || (c[2] - want[2]).abs() > 0.1,
             "scalar variance is not exact at K={k}: {c:?} vs {want:?}"
@@ -180,7 +173,7 @@ fn x0_covariance_of_the_exact_denoiser_is_the_gaussian_posterior() {
     let oracle = GaussianOracle::new(s, table.clone());
     let x = tensor::<Cpu, 2>(&[0.3, -1.2, 2.0, 0.5], [2, 2], &dev);
     for t in [1, 20, 100, 300, 500] {
-        let got = x0_covariance::<Cpu, _>(&oracle, &table, x.clone(), t);
+        let got = x0_covariance::<Cpu, _>(&oracle, &table, x.clone(), t).unwrap();
         let (p, q, r) = (values(got.p), values(got.q), values(got.r));
         let ratio = table.abar(t) / table.bbar(t);
         let prec = DMatrix::from_row_slice(2, 2, &[s[0][0], s[0][1], s[1][0], s[1][1]]).try_inverse().unwrap()
@@ -197,22 +190,35 @@ fn x0_covariance_of_the_exact_denoiser_is_the_gaussian_posterior() {
 
 type Ad = Autodiff<Cpu>;
 
-fn train(objective: Objective, steps: usize) -> Trainer<Ad> {
-    let data = toy2d::sample(Toy::SwissRoll, 4000, 0.02, 1);
+/// A model trained on the shared trainer with the thesis' optimiser (batch 256, Adam at 1e-3 with a
+/// cosine decay over the run).
+fn train(objective: Objective, steps: usize) -> Toy2dModel<Cpu> {
+    let data = Arc::new(toy2d::sample(Toy::SwissRoll, 4000, 0.02, 1));
     let table = Sigmoid::default().table();
-    let options = TrainOptions { decay_steps: steps, ..Default::default() };
-    let mut trainer = Trainer::<Ad>::new(&Toy2dConfig::new(), &data, table, objective, options, &Default::default());
+    let dev = Default::default();
+    covdiff_model::normals::seed::<Ad>(&dev, 0);
+    let model = Toy2dConfig::new().init::<Ad>(&dev);
+    let stage = Toy2dStage { objective };
+    let mut trainer =
+        Trainer::new(stage, model, data, table, ForwardNoise::White, settings(256, 1e-3, steps, 0), &dev).unwrap();
     for _ in 0..steps {
         trainer.step();
     }
-    trainer
+    trainer.ema().clone()
+}
+
+/// `E_t` (or the thesis' step covariance) of `model` at `[N, 2]` points.
+fn learned(model: &Toy2dModel<Cpu>, x: Tensor<Cpu, 2>, t: usize) -> Full2<Cpu> {
+    match model.denoiser(None).predict(Full2::as_image(x), t, true).1 {
+        Some(covdiff_model::AnyCovariance::Full2(e)) => e,
+        other => panic!("a 2D model predicts a 2 x 2 covariance, got {other:?}"),
+    }
 }
 
 #[test]
 fn swiss_roll_training_beats_noise_and_covariances_are_spd() {
     let steps = 3000;
-    let principled = train(Objective::Principled, steps);
-    let model = principled.inference_model();
+    let model = train(Objective::Principled, steps);
     let table = Sigmoid::default().table();
     let dev = Default::default();
     covdiff_model::normals::seed::<Cpu>(&dev, 7);
@@ -223,22 +229,19 @@ fn swiss_roll_training_beats_noise_and_covariances_are_spd() {
     let tr = Trajectory::new(table.steps(), 50, Spacing::Even).unwrap();
     // Stated margins: the learned full covariance gets under a quarter of pure noise's energy
     // distance, the scalar baseline on the same eps-network under half.
-    for (cov, margin) in [(StepCovariance::Principled, 0.25), (StepCovariance::Small, 0.5)] {
-        let x = values(
-            ReverseProcess { table: &table, trajectory: &tr, covariance: cov }.sample(&model, 1.0, 1500, None, &dev),
-        );
+    for (cov, margin) in [(Column::Principled, 0.25), (Column::BetaTilde, 0.5)] {
+        let x = values(sample(&model.denoiser(None), &table, &cov.sampler(tr.steps().len(), 1.0), 1500, &dev).unwrap());
         let ed = energy_distance(&x, &held_out, 2);
         assert!(ed < margin * ed_noise, "{cov:?}: ED {ed} vs noise {ed_noise}");
     }
     // SPD on inputs from the forward process at every t, with E_t between 0 and about I:
     // its trace (sum of eigenvalues) averages at most ~2 and falls towards 0 as t -> T.
-    use covdiff_model::toy2d::Denoiser2d;
     let x0 = tensor::<Cpu, 2>(&held_out, [1500, 2], &dev);
     let mut traces = Vec::new();
     for t in [1, 100, 250, 400, 500] {
         let z = Tensor::<Cpu, 2>::random([1500, 2], Distribution::Normal(0.0, 1.0), &dev);
         let xt = x0.clone() * table.abar(t).sqrt() + z * table.bbar(t).sqrt();
-        let e = model.learned_cov(xt, t, None);
+        let e = learned(&model, xt, t);
         let (p, det) = (values(e.p.clone()), values(e.det()));
         assert!(p.iter().zip(&det).all(|(p, d)| *p > 0.0 && *d > 0.0), "t = {t}: not SPD");
         let tr: Vec<f64> = values(e.p + e.r);
@@ -251,13 +254,11 @@ fn swiss_roll_training_beats_noise_and_covariances_are_spd() {
 #[test]
 fn thesis_objective_learns_the_identity() {
     // As written, Sigma_t is the covariance of the true noise, N(0, I) at every t.
-    let thesis = train(Objective::Thesis { kl_weight: 1.0 }, 400);
-    let model = thesis.inference_model();
+    let model = train(Objective::Thesis { kl_weight: 1.0 }, 400);
     let dev = Default::default();
     let x = Tensor::<Cpu, 2>::random([200, 2], Distribution::Normal(0.0, 1.0), &dev);
-    use covdiff_model::toy2d::Denoiser2d;
     for t in [10, 250, 490] {
-        let c = model.learned_cov(x.clone(), t, None);
+        let c = learned(&model, x.clone(), t);
         let (p, q, r) = (values(c.p), values(c.q), values(c.r));
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!(
@@ -286,7 +287,7 @@ fn a_toy2d_card_loads_its_model_from_bytes_and_refuses_bad_input() {
     });
     let card = ModelCard::from_json(&card_json.to_string()).unwrap();
     // Materialised first: a clone of a lazily initialised parameter draws its own values.
-    let model = covdiff_model::image::train::materialize(card.config().init::<Cpu>(&device));
+    let model = materialize(card.config().init::<Cpu>(&device));
     let dir = std::env::temp_dir().join(format!("covdiff-toy2d-card-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     model.clone().save_file(dir.join("m"), &NamedMpkFileRecorder::<FullPrecisionSettings>::new()).unwrap();

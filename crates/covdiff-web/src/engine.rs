@@ -5,7 +5,8 @@ use crate::run::{AnyRun, Run, RunOf};
 use burn::backend::flex::FlexDevice;
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, RuntimeOptions, WgpuDevice};
 use covdiff_model::backends::{Flex, Wgpu};
-use covdiff_model::image::{Pipeline, SamplerConfig, StepVariance};
+use covdiff_model::diffusion::{SamplerConfig, StepVariance};
+use covdiff_model::image::Pipeline;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 

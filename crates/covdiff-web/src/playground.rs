@@ -11,11 +11,10 @@ use burn::prelude::ElementConversion;
 use burn::tensor::{Tensor, TensorData};
 use covdiff_core::schedule::{Schedule, ScheduleTable, Sigmoid};
 use covdiff_core::toy2d::{self, Points, Toy};
-use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Flex;
-use covdiff_model::toy2d::{
-    x0_covariance, Objective, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer,
-};
+use covdiff_model::diffusion::{ForwardNoise, StepLosses, Trainer};
+use covdiff_model::toy2d::{sample, settings, x0_covariance, Column, Objective, Toy2dConfig, Toy2dModel, Toy2dStage};
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 type Ad = Autodiff<Flex>;
@@ -37,8 +36,8 @@ pub fn toy_datasets() -> Vec<String> {
 pub struct Playground {
     data: Points,
     table: ScheduleTable,
-    principled: Trainer<Ad>,
-    thesis: Trainer<Ad>,
+    principled: Trainer<Ad, Toy2dStage>,
+    thesis: Trainer<Ad, Toy2dStage>,
 }
 
 fn points_tensor(xy: &[f32]) -> Result<Tensor<Flex, 2>, JsError> {
@@ -71,13 +70,19 @@ impl Playground {
         let seed = u64::from(seed);
         let points = toy2d::sample(toy, POINTS, JITTER, seed);
         let table = Sigmoid { steps: SCHEDULE_STEPS, ..Default::default() }.table();
-        let options = TrainOptions { batch, lr, decay_steps: 0, seed };
         let config = Toy2dConfig::new();
-        let trainer =
-            |objective| Trainer::<Ad>::new(&config, &points, table.clone(), objective, options.clone(), &FlexDevice);
+        let data = Arc::new(points.clone());
+        let trainer = |objective| {
+            covdiff_model::normals::seed::<Ad>(&FlexDevice, seed);
+            let model = config.init::<Ad>(&FlexDevice);
+            let settings = settings(batch, lr, 0, seed);
+            let stage = Toy2dStage { objective };
+            Trainer::new(stage, model, data.clone(), table.clone(), ForwardNoise::White, settings, &FlexDevice)
+                .map_err(js_error)
+        };
         Ok(Playground {
-            principled: trainer(Objective::Principled),
-            thesis: trainer(Objective::Thesis { kl_weight: 1.0 }),
+            principled: trainer(Objective::Principled)?,
+            thesis: trainer(Objective::Thesis { kl_weight: 1.0 })?,
             data: points,
             table,
         })
@@ -99,7 +104,8 @@ impl Playground {
     pub fn step(&mut self) -> Result<Vec<f64>, JsError> {
         let step = self.principled.steps_done();
         let (p, t) = (self.principled.step(), self.thesis.step());
-        let losses = [p.total, t.total, p.simple, t.simple].map(|l| l.into_scalar().elem::<f64>());
+        let losses =
+            [p.total.clone(), t.total.clone(), simple(&p)?, simple(&t)?].map(|l| l.into_scalar().elem::<f64>());
         if losses.iter().any(|l| !l.is_finite()) {
             return Err(JsError::new(&format!(
                 "training diverged at step {step} (losses {losses:?}); restart with a smaller learning rate"
@@ -112,18 +118,17 @@ impl Playground {
     /// `covariance`: `beta`, `beta-tilde` (scalar, with the principled model's eps-network),
     /// `principled` (`btilde I + kappa E_t`), or `thesis` (its learned step covariance).
     pub fn sample(&self, covariance: &str, k: usize, lambda: f64, n: usize, seed: u32) -> Result<Vec<f32>, JsError> {
-        let covariance: StepCovariance = covariance.parse().map_err(js_error)?;
+        let covariance: Column = covariance.parse().map_err(js_error)?;
         if !(lambda.is_finite() && (0.0..=10.0).contains(&lambda)) {
             return Err(JsError::new("lambda must lie in [0, 10]"));
         }
         if n == 0 || n > 100_000 {
             return Err(JsError::new("the number of samples must be between 1 and 100000"));
         }
-        let trajectory = Trajectory::new(self.table.steps(), k, Spacing::Even).map_err(js_error)?;
-        let process = ReverseProcess { table: &self.table, trajectory: &trajectory, covariance };
         covdiff_model::normals::seed::<Flex>(&FlexDevice, u64::from(seed));
         let model = self.model(covariance);
-        let x = process.sample(&model, lambda, n, None, &FlexDevice);
+        let x = sample(&model.denoiser(None), &self.table, &covariance.sampler(k, lambda), n, &FlexDevice)
+            .map_err(js_error)?;
         let v = read(x)?;
         if v.iter().any(|x| !x.is_finite()) {
             return Err(JsError::new("sampling produced a non-finite point; train longer or lower lambda"));
@@ -138,17 +143,28 @@ impl Playground {
             return Err(JsError::new(&format!("t must lie in 1..={}", self.table.steps())));
         }
         let x = points_tensor(xy)?;
-        let c = x0_covariance(&self.principled.inference_model(), &self.table, x, t);
+        let model = self.principled.ema().clone();
+        let c = x0_covariance(&model.denoiser(None), &self.table, x, t).map_err(js_error)?;
         let (p, q, r) = (read(c.p)?, read(c.q)?, read(c.r)?);
         Ok((0..p.len()).flat_map(|i| [p[i], q[i], r[i]]).collect())
     }
 }
 
 impl Playground {
-    fn model(&self, covariance: StepCovariance) -> Toy2dModel<Flex> {
+    fn model(&self, covariance: Column) -> Toy2dModel<Flex> {
         match covariance {
-            StepCovariance::Thesis => self.thesis.inference_model(),
-            _ => self.principled.inference_model(),
+            Column::Thesis => self.thesis.ema().clone(),
+            _ => self.principled.ema().clone(),
         }
     }
+}
+
+/// A step's `L_simple` term.
+fn simple(losses: &StepLosses<Flex>) -> Result<Tensor<Flex, 1>, JsError> {
+    losses
+        .terms
+        .iter()
+        .find(|(name, _)| *name == "simple")
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| JsError::new("the 2D stage reports no L_simple term"))
 }

@@ -12,10 +12,8 @@ use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use covdiff_core::data::ImageSet;
 use covdiff_core::schedule::{Linear, Schedule};
-use covdiff_model::image::{
-    CovarianceHeadsConfig, ForwardNoise, HeadKind, HeadObjective, HeadStage, SamplerConfig, SecondOrder, Settings,
-    StepVariance, Trainer,
-};
+use covdiff_model::diffusion::{ForwardNoise, SamplerConfig, Settings, StepVariance, Trainer};
+use covdiff_model::image::{CovarianceHeadsConfig, HeadKind, HeadObjective, HeadStage, SecondOrder};
 use covdiff_model::unet::{Conv, ConvRoute, UNet, UNetConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;

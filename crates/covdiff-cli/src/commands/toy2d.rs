@@ -1,24 +1,26 @@
 //! `covdiff toy2d`: the 2D thesis, trained, sampled and compared.
 
-use crate::checkpoint::{load_error, recorder, Checkpoints};
+use crate::checkpoint::Checkpoints;
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::progress::bar;
+use crate::training::{train_loop, Log};
 use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use covdiff_core::metrics::energy_distance;
 use covdiff_core::schedule::{Schedule, Sigmoid};
 use covdiff_core::svg::{scatter_panels, Cloud, LinePlot, Series};
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
+use covdiff_model::diffusion::{ForwardNoise, Trainer};
 use covdiff_model::toy2d::{
-    ModelCard, Objective, OptimRecord, ReverseProcess, StepCovariance, Toy2dConfig, Toy2dModel, TrainOptions, Trainer,
+    negative_elbo, sample, settings, Column, ModelCard, Objective, Toy2dConfig, Toy2dModel, Toy2dStage,
 };
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -79,7 +81,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "toy2d")]
     out: PathBuf,
     /// Write a checkpoint (<out>.ckpt/) every this many steps; a rerun of the same
-    /// command resumes from it. 0 disables checkpoints.
+    /// command resumes from it. 0: only at the end (removed once the model is written).
     #[arg(long, default_value_t = 500)]
     checkpoint_every: usize,
     /// Ignore an existing checkpoint and start over.
@@ -161,19 +163,13 @@ fn check_optim(o: &OptimArgs) -> Result<()> {
     Ok(())
 }
 
-/// Train one model; shows a progress bar with the loss.
-/// Where a training run records itself: metrics, and checkpoints every `every` steps.
-struct RunLog<'a> {
-    metrics: &'a mut dyn std::io::Write,
-    checkpoints: Option<(&'a Checkpoints, usize)>,
-}
-
+/// Train one model, with a progress bar, and metrics and checkpoints where `log` says.
 fn train_model<B: Backend>(
     data: &DataArgs,
     optim: &OptimArgs,
     objective: Objective,
     device: &B::Device,
-    mut log: Option<RunLog>,
+    log: Option<Log>,
 ) -> Result<(Toy2dModel<B>, ModelCard)> {
     check_optim(optim)?;
     ensure!((10..=100_000).contains(&data.schedule_steps), "--schedule-steps must be between 10 and 100000");
@@ -183,60 +179,12 @@ fn train_model<B: Backend>(
     let table = Sigmoid { steps: data.schedule_steps, ..Default::default() }.table();
     let classes = t.classes();
     let config = Toy2dConfig::new().with_classes(if data.conditional { classes } else { 0 });
-    let options = TrainOptions { batch: optim.batch, lr: optim.lr, decay_steps: optim.steps, seed: optim.seed };
-    let mut trainer = Trainer::<Autodiff<B>>::new(&config, &points, table, objective, options.clone(), device);
-    let mut first = 0;
-    if let Some(RunLog { checkpoints: Some((ck, _)), .. }) = &log {
-        let read = |dir: &Path, step: usize| -> Result<()> {
-            let model = config
-                .init::<Autodiff<B>>(device)
-                .load_file(dir.join("model"), &recorder(), device)
-                .map_err(|e| load_error(dir, "model", e))?;
-            let optim: OptimRecord<Autodiff<B>> =
-                recorder().load(dir.join("optim"), device).map_err(|e| load_error(dir, "optimiser", e))?;
-            trainer.restore(model, optim, step);
-            Ok(())
-        };
-        if let Some(step) = ck.resume(read)? {
-            eprintln!("resuming from the checkpoint in {} at step {step}", ck.dir().display());
-            first = step;
-        }
-    }
-    let pb = bar(optim.steps as u64, objective.name());
-    pb.set_position(first as u64);
-    let start = Instant::now();
-    let mut last = f64::NAN;
-    for step in first..optim.steps {
-        let losses = trainer.step();
-        if step % 50 == 0 || step + 1 == optim.steps {
-            last = losses.total.into_scalar().elem::<f64>();
-            ensure!(last.is_finite(), "training diverged at step {step} (loss {last}); try a smaller --lr");
-            pb.set_message(format!("{} {last:.4}", objective.name()));
-            if let Some(RunLog { metrics: w, .. }) = log.as_mut() {
-                let line = serde_json::json!({
-                    "step": step + 1,
-                    "loss": last,
-                    "simple": losses.simple.into_scalar().elem::<f64>(),
-                    "covariance": losses.covariance.into_scalar().elem::<f64>(),
-                    "lr": options.lr_at(step),
-                    "seconds": start.elapsed().as_secs_f64(),
-                });
-                writeln!(w, "{line}")?;
-            }
-        }
-        if let Some(RunLog { checkpoints: Some((ck, every)), .. }) = &log {
-            if (step + 1) % every == 0 && step + 1 < optim.steps {
-                ck.save(|dir| {
-                    let (model, optim, step) = trainer.checkpoint();
-                    model.save_file(dir.join("model"), &recorder()).context("writing the model checkpoint")?;
-                    recorder().record(optim, dir.join("optim")).context("writing the optimiser checkpoint")?;
-                    Ok(step)
-                })?;
-            }
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+    covdiff_model::normals::seed::<B>(device, optim.seed);
+    let init = || config.init::<Autodiff<B>>(device);
+    let stage = Toy2dStage { objective };
+    let settings = settings(optim.batch, optim.lr, optim.steps, optim.seed);
+    let trainer = Trainer::new(stage, init(), Arc::new(points), table, ForwardNoise::White, settings, device)?;
+    let (trainer, summary) = train_loop(trainer, init, optim.steps, objective.name(), log, device)?;
     let card = ModelCard {
         data: t.name().into(),
         points: data.points,
@@ -253,11 +201,11 @@ fn train_model<B: Backend>(
         seed: optim.seed,
         hidden: config.hidden,
         layers: config.layers,
-        final_loss: last,
-        train_seconds: start.elapsed().as_secs_f64(),
+        final_loss: summary["final_loss"].as_f64().unwrap_or(f64::NAN),
+        train_seconds: summary["train_seconds"].as_f64().unwrap_or(f64::NAN),
         weights: String::new(),
     };
-    Ok((trainer.inference_model(), card))
+    Ok((trainer.ema().clone(), card))
 }
 
 fn objective(name: &str, kl_weight: f64) -> Result<Objective> {
@@ -279,8 +227,7 @@ impl BackendJob for TrainArgs {
         });
         let checkpoints = Checkpoints::new(self.out.with_extension("ckpt"), run);
         let mut metrics = checkpoints.start(self.fresh, &self.out.with_extension("jsonl"))?;
-        let every = self.checkpoint_every;
-        let log = RunLog { metrics: &mut metrics, checkpoints: (every > 0).then_some((&checkpoints, every)) };
+        let log = Log { metrics: &mut metrics, checkpoints: &checkpoints, every: self.checkpoint_every, log_every: 50 };
         let (model, mut card) = train_model::<B>(&self.data, &self.optim, obj, &device, Some(log))?;
         let weights = self.out.with_extension("mpk");
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
@@ -350,10 +297,10 @@ impl BackendJob for SampleArgs {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let (model, card) = load_model::<B>(&self.model, &device)?;
         let cov = match &self.covariance {
-            Some(c) => c.parse::<StepCovariance>().map_err(anyhow::Error::msg)?,
-            None if card.objective == "thesis" => StepCovariance::Thesis,
-            None if card.objective == "principled" => StepCovariance::Principled,
-            None => StepCovariance::Small,
+            Some(c) => c.parse::<Column>().map_err(anyhow::Error::msg)?,
+            None if card.objective == "thesis" => Column::Thesis,
+            None if card.objective == "principled" => Column::Principled,
+            None => Column::BetaTilde,
         };
         ensure!(
             !cov.is_learned() || cov.name() == card.objective,
@@ -364,16 +311,10 @@ impl BackendJob for SampleArgs {
         ensure!(self.lambda.is_finite() && (0.0..=10.0).contains(&self.lambda), "--lambda must lie in [0, 10]");
         ensure!(self.n > 0, "--n must be positive");
         let table = card.table()?;
-        let tr = Trajectory::new(table.steps(), self.k, Spacing::Even).map_err(anyhow::Error::msg)?;
         covdiff_model::normals::seed::<B>(&device, self.seed);
         let y = labels::<B>(self.label, self.n, &card, &device)?;
-        let x = read(ReverseProcess { table: &table, trajectory: &tr, covariance: cov }.sample(
-            &model,
-            self.lambda,
-            self.n,
-            y,
-            &device,
-        ))?;
+        let config = cov.sampler(self.k, self.lambda);
+        let x = read(sample(&model.denoiser(y), &table, &config, self.n, &device)?)?;
         let data = toy2d::sample(toy(&card.data)?, self.n, card.jitter, 12345);
         let panels = vec![(
             format!("K = {}, {}, lambda = {}", self.k, cov.name(), self.lambda),
@@ -449,33 +390,25 @@ impl BackendJob for SweepArgs {
                 &device,
             );
             // The baseline is the principled model's eps-network with scalar variance.
-            let evaluate =
-                |cov: StepCovariance, k: usize, lambda: f64, nll: bool| -> Result<(f64, Option<f64>, Vec<f64>)> {
-                    let tr = Trajectory::new(table.steps(), k, Spacing::Even).map_err(anyhow::Error::msg)?;
-                    covdiff_model::normals::seed::<B>(&device, 1000 + k as u64);
-                    let process = ReverseProcess { table: &table, trajectory: &tr, covariance: cov };
-                    let x = match cov {
-                        StepCovariance::Thesis => {
-                            read(process.sample(&thesis, lambda, self.eval_points, None, &device))?
-                        }
-                        _ => read(process.sample(&principled, lambda, self.eval_points, None, &device))?,
-                    };
-                    let ed = energy_distance(&x, &held_flat, 2);
-                    let nll = if nll {
-                        let v = match cov {
-                            StepCovariance::Thesis => read(process.negative_elbo(&thesis, x0.clone(), None))?,
-                            _ => read(process.negative_elbo(&principled, x0.clone(), None))?,
-                        };
-                        Some(v.iter().sum::<f64>() / v.len() as f64 / (2.0 * std::f64::consts::LN_2))
-                    } else {
-                        None
-                    };
-                    Ok((ed, nll, x))
+            let evaluate = |cov: Column, k: usize, lambda: f64, nll: bool| -> Result<(f64, Option<f64>, Vec<f64>)> {
+                let tr = Trajectory::new(table.steps(), k, Spacing::Even).map_err(anyhow::Error::msg)?;
+                covdiff_model::normals::seed::<B>(&device, 1000 + k as u64);
+                let model = if cov == Column::Thesis { thesis.denoiser(None) } else { principled.denoiser(None) };
+                let x = read(sample(&model, &table, &cov.sampler(k, lambda), self.eval_points, &device)?)?;
+                let ed = energy_distance(&x, &held_flat, 2);
+                let nll = if nll {
+                    let v = negative_elbo(&model, &table, &tr, cov.variance(), x0.clone())?;
+                    ensure!(v.iter().all(|x| x.is_finite()), "the model's ELBO is not finite");
+                    Some(v.iter().sum::<f64>() / v.len() as f64 / (2.0 * std::f64::consts::LN_2))
+                } else {
+                    None
                 };
+                Ok((ed, nll, x))
+            };
             let pb = bar((self.ks.len() * 4 + self.lambdas.len() * 4) as u64, "evaluating");
             let mut scatter = Vec::new();
             for &k in &self.ks {
-                for cov in StepCovariance::ALL {
+                for cov in Column::ALL {
                     let (ed, nll, x) = evaluate(cov, k, 1.0, true)?;
                     rows.push(SweepRow {
                         data: name.clone(),
@@ -492,7 +425,7 @@ impl BackendJob for SweepArgs {
                 }
             }
             for &lambda in &self.lambdas {
-                for cov in StepCovariance::ALL {
+                for cov in Column::ALL {
                     let (ed, _, _) = evaluate(cov, self.lambda_k, lambda, false)?;
                     rows.push(SweepRow {
                         data: name.clone(),
@@ -554,7 +487,7 @@ fn write_figures(
         x_label: x_label.into(),
         y_label: y_label.into(),
         log_y,
-        series: StepCovariance::ALL
+        series: Column::ALL
             .iter()
             .map(|c| Series { name: c.name().into(), points: f(c.name()), dashed: !c.is_learned() })
             .collect(),

@@ -1,6 +1,6 @@
 //! Analytic denoisers: what a diffusion model would compute with no training (the locality
 //! appendix, A.1 to A.4). Each gives `x0_hat(x_t, t)` and implements the shared
-//! [`Denoiser`](crate::image::Denoiser) through `eps_hat = (x_t - sqrt(abar) x0_hat) / sqrt(bbar)`
+//! [`Denoiser`](crate::diffusion::Denoiser) through `eps_hat = (x_t - sqrt(abar) x0_hat) / sqrt(bbar)`
 //! (Prop. A.4), so every sampler and metric of covdiff runs on them.
 //!
 //! - [`OptimalDenoiser`]: `E[x0 | x_t]` under the empirical training set (Prop. A.2), streamed
@@ -57,11 +57,11 @@ fn eps_from_x0<B: Backend>(table: &ScheduleTable, t: usize, x: Tensor<B, 4>, x0:
     (x - x0 * s) / bb.sqrt()
 }
 
-/// Every analytic denoiser is a [`Denoiser`](crate::image::Denoiser) with no covariance of its
+/// Every analytic denoiser is a [`Denoiser`](crate::diffusion::Denoiser) with no covariance of its
 /// own in `predict` (the optimal one's is [`OptimalDenoiser::posterior_covariance`]).
 macro_rules! x0_denoiser {
     ($ty:ident) => {
-        impl<B: burn::tensor::backend::Backend> crate::image::Denoiser<B> for $ty<B> {
+        impl<B: burn::tensor::backend::Backend> crate::diffusion::Denoiser<B> for $ty<B> {
             fn predict(
                 &self,
                 x: burn::tensor::Tensor<B, 4>,

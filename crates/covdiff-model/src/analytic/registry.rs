@@ -7,7 +7,7 @@ use super::{
     AnalyticError, EquivariantPatchDenoiser, MaskedDenoiser, OptimalDenoiser, Support, TrainingSet, WienerBasis,
     WienerDenoiser,
 };
-use crate::image::Denoiser;
+use crate::diffusion::Denoiser;
 use burn::tensor::backend::Backend;
 use covdiff_core::locality::{binarise_rows, wiener_matrix, SensitivityField, TimeTable};
 use covdiff_core::schedule::ScheduleTable;

@@ -5,7 +5,7 @@
 //! `(x_t - sqrt(bbar) eps_hat) / sqrt(abar)`, the image parametrisation B.3 recommends.
 
 use super::{coefficients, AnalyticError};
-use crate::image::Denoiser;
+use crate::diffusion::Denoiser;
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use covdiff_core::schedule::ScheduleTable;
 

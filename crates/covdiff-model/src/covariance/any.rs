@@ -1,7 +1,7 @@
 //! One type for "whichever covariance this step uses", so samplers and the
 //! ELBO can put isotropic, diagonal, low-rank and K-DCT side by side.
 
-use super::{Covariance, Diagonal, Isotropic, KDct, LowRank};
+use super::{Covariance, Diagonal, Full2, Isotropic, KDct, LowRank};
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Clone, Debug)]
@@ -10,6 +10,8 @@ pub enum AnyCovariance<B: Backend> {
     Diagonal(Diagonal<B>),
     LowRank(LowRank<B>),
     KDct(KDct<B>),
+    /// A full 2 x 2 matrix per point (toy 2D).
+    Full2(Full2<B>),
 }
 
 macro_rules! each {
@@ -19,6 +21,7 @@ macro_rules! each {
             AnyCovariance::Diagonal($c) => $e,
             AnyCovariance::LowRank($c) => $e,
             AnyCovariance::KDct($c) => $e,
+            AnyCovariance::Full2($c) => $e,
         }
     };
 }
@@ -56,6 +59,7 @@ impl<B: Backend> Covariance<B> for AnyCovariance<B> {
             Self::Diagonal(c) => Self::Diagonal(c.shift_scale(shift, scale)),
             Self::LowRank(c) => Self::LowRank(c.shift_scale(shift, scale)),
             Self::KDct(c) => Self::KDct(c.shift_scale(shift, scale)),
+            Self::Full2(c) => Self::Full2(c.shift_scale(shift, scale)),
         }
     }
     fn to_dense(&self) -> Tensor<B, 3> {

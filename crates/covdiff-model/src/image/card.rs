@@ -4,8 +4,8 @@
 //! part checks itself and returns an error, never a panic, since a card is user input.
 
 use super::heads::CovarianceHeadsConfig;
-use super::noise::{ForwardNoise, GffOperator};
-use super::train::Settings;
+use crate::diffusion::Settings;
+use crate::diffusion::{ForwardNoise, GffOperator};
 use crate::unet::UNetConfig;
 use burn::tensor::backend::Backend;
 use covdiff_core::gff::Gff;
@@ -145,6 +145,7 @@ impl TrainSpec {
             grad_clip: self.grad_clip,
             ema: self.ema,
             seed: self.seed,
+            decay_steps: 0,
         })
     }
 }

@@ -1,21 +1,15 @@
-//! The `Denoiser` contract: what a sampler or the ELBO needs from a model at
-//! one step `t` shared by the batch. Implemented by the eps-UNet alone, by
-//! the UNet with covariance heads (paper Eq. 15), and by the exact Gaussian
-//! predictor used as ground truth.
+//! The image denoisers behind the shared [`Denoiser`] contract: the eps-UNet alone, the UNet
+//! with covariance heads (paper Eq. 15), and the exact Gaussian predictor used as ground truth.
 
 use super::heads::CovarianceHeads;
 use crate::covariance::Covariance;
 use crate::covariance::{AnyCovariance, Diagonal, KDct};
+use crate::diffusion::Denoiser;
 use crate::spatial::SpatialBasis;
 use crate::unet::UNet;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use covdiff_core::gaussian::DctGaussian;
 use covdiff_core::schedule::ScheduleTable;
-
-pub trait Denoiser<B: Backend> {
-    /// `eps_hat(x_t, t)` and, when `with_cov` and the model has one, `E_t = Cov[eps | x_t]`.
-    fn predict(&self, x: Tensor<B, 4>, t: usize, with_cov: bool) -> (Tensor<B, 4>, Option<AnyCovariance<B>>);
-}
 
 fn steps<B: Backend>(x: &Tensor<B, 4>, t: usize) -> Tensor<B, 1> {
     Tensor::full([x.dims()[0]], t as f32, &x.device())

@@ -9,8 +9,11 @@
 //! its chain returns the mean there, as the papers' samplers do (its `s = 0` rule, beta, is
 //! for the likelihood's decoder and would add noise of the data's own scale).
 
-use super::{Denoiser, GaussianDenoiser, SamplerConfig, SamplerError, SamplerKind, StepVariance};
+use super::GaussianDenoiser;
 use crate::covariance::{AnyCovariance, Covariance, Diagonal};
+use crate::diffusion::{
+    initial_noise, Denoiser, ForwardNoise, NoiseClip, SamplerConfig, SamplerError, SamplerKind, StepVariance,
+};
 use burn::tensor::{backend::Backend, Tensor};
 use covdiff_core::gaussian::DctGaussian;
 use covdiff_core::schedule::ScheduleTable;
@@ -95,7 +98,7 @@ pub fn gaussian_exactness<B: Backend>(
             spacing: Spacing::Even,
             lambda: 1.0,
             clip_x0: false,
-            clip_noise: super::NoiseClip::Noise,
+            clip_noise: NoiseClip::Noise,
             final_noise,
         };
         let mut moment = SecondMoment::new(dim);
@@ -103,8 +106,8 @@ pub fn gaussian_exactness<B: Backend>(
         let mut left = n;
         while left > 0 {
             let m = left.min(batch);
-            let x_t = super::initial_noise::<B>([m, c, d, d], &super::ForwardNoise::White, device);
-            let out = config.build(table, super::ForwardNoise::White)?.run(denoiser, x_t)?;
+            let x_t = initial_noise::<B>([m, c, d, d], &ForwardNoise::White, device);
+            let out = config.build(table, ForwardNoise::White)?.run(denoiser, x_t)?;
             let values: Vec<f64> = out.into_data().iter::<f32>().map(f64::from).collect();
             moment.add(&values);
             left -= m;

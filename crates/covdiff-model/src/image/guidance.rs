@@ -15,8 +15,8 @@
 //! exact denoiser and `E_t` everything here is exact, so the guided chain samples the exact
 //! conditional Gaussian (the test compares with the Schur complement).
 
-use super::Denoiser;
 use crate::covariance::{per_image, per_image_sum, AnyCovariance, Covariance};
+use crate::diffusion::Denoiser;
 use burn::tensor::{backend::Backend, ElementConversion, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 

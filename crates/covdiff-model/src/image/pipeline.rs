@@ -8,7 +8,7 @@
 //! # fn demo(bytes: &[u8]) -> Result<(), covdiff_model::image::pipeline::PipelineError> {
 //! use burn::backend::Flex;
 //! use covdiff_model::image::pipeline::Pipeline;
-//! use covdiff_model::image::{initial_noise, SamplerConfig, StepVariance};
+//! use covdiff_model::diffusion::{initial_noise, SamplerConfig, StepVariance};
 //! let device = Default::default();
 //! let pipeline = Pipeline::<Flex>::from_safetensors_bytes(bytes, &device)?;
 //! let column = pipeline.column("kdct")?;
@@ -20,10 +20,9 @@
 //! ```
 
 use super::card::{ModelCard, CARD_FORMAT};
-use super::denoiser::{Denoiser, SecondOrder};
-use super::noise::ForwardNoise;
-use super::sampler::{SamplerConfig, SamplerError, SamplerKind, Sampling, StepVariance};
+use super::denoiser::SecondOrder;
 use super::weights::{self, Bundle, WeightsError};
+use crate::diffusion::{Denoiser, ForwardNoise, SamplerConfig, SamplerError, SamplerKind, Sampling, StepVariance};
 use crate::unet::UNet;
 use burn::tensor::backend::Backend;
 use covdiff_core::schedule::ScheduleTable;

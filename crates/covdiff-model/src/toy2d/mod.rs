@@ -6,11 +6,11 @@
 pub mod card;
 mod network;
 mod oracle;
-mod reverse;
+mod sampling;
 mod train;
 
 pub use card::ModelCard;
 pub use network::{Mlp, Toy2dConfig, Toy2dModel};
 pub use oracle::GaussianOracle;
-pub use reverse::{x0_covariance, Denoiser2d, ReverseProcess, StepCovariance};
-pub use train::{Objective, OptimRecord, StepLosses, TrainOptions, Trainer};
+pub use sampling::{negative_elbo, sample, x0_covariance, Column, Labelled};
+pub use train::{settings, Objective, Toy2dStage};

@@ -3,9 +3,8 @@
 //! `E_t = I - bbar (abar S + bbar I)^-1`. The oracle for tests and for
 //! checking samplers and likelihoods.
 
-use super::reverse::Denoiser2d;
 use crate::covariance::Full2;
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 use covdiff_core::schedule::ScheduleTable;
 
 pub struct GaussianOracle {
@@ -28,8 +27,9 @@ impl GaussianOracle {
     }
 }
 
-impl<B: Backend> Denoiser2d<B> for GaussianOracle {
-    fn eps(&self, x: Tensor<B, 2>, t: usize, _: Option<Tensor<B, 1, Int>>) -> Tensor<B, 2> {
+impl GaussianOracle {
+    /// `eps_hat(x_t)` of `[N, 2]` points.
+    pub fn eps<B: Backend>(&self, x: Tensor<B, 2>, t: usize) -> Tensor<B, 2> {
         let m = self.marginal_inverse(t);
         let sb = self.table.bbar(t).sqrt();
         let flat: Vec<f32> = [m[0][0], m[1][0], m[0][1], m[1][1]].iter().map(|v| (v * sb) as f32).collect();
@@ -38,11 +38,11 @@ impl<B: Backend> Denoiser2d<B> for GaussianOracle {
         x.matmul(mt)
     }
 
-    fn learned_cov(&self, x: Tensor<B, 2>, t: usize, _: Option<Tensor<B, 1, Int>>) -> Full2<B> {
+    /// `E_t` for `n` points.
+    pub fn covariance<B: Backend>(&self, n: usize, t: usize, device: &B::Device) -> Full2<B> {
         let m = self.marginal_inverse(t);
         let bb = self.table.bbar(t);
-        let n = x.dims()[0];
-        let fill = |v: f64| Tensor::<B, 1>::full([n], v as f32, &x.device());
+        let fill = |v: f64| Tensor::<B, 1>::full([n], v as f32, device);
         Full2 { p: fill(1.0 - bb * m[0][0]), q: fill(-bb * m[0][1]), r: fill(1.0 - bb * m[1][1]) }
     }
 }

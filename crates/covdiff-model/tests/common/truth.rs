@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use covdiff_core::gff::Gff;
 use covdiff_model::backends::Cpu;
 use covdiff_model::covariance::{AnyCovariance, LowRank};
-use covdiff_model::image::Denoiser;
+use covdiff_model::diffusion::Denoiser;
 use nalgebra::DMatrix;
 
 type B = Cpu;

@@ -14,7 +14,8 @@ use covdiff_core::locality::r2_mse;
 use covdiff_core::svg::{LinePlot, Series};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::analytic::AnalyticSpec;
-use covdiff_model::image::{initial_noise, Column, Denoiser, SamplerConfig};
+use covdiff_model::diffusion::{initial_noise, Denoiser, SamplerConfig};
+use covdiff_model::image::Column;
 use std::path::PathBuf;
 use std::time::Instant;
 

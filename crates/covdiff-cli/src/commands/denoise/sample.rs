@@ -10,7 +10,8 @@ use burn::tensor::backend::Backend;
 use covdiff_core::figure::{save_grid, Labels};
 use covdiff_core::locality::nearest_neighbours;
 use covdiff_core::trajectory::{Spacing, Trajectory};
-use covdiff_model::image::{initial_noise, Column, SamplerConfig};
+use covdiff_model::diffusion::{initial_noise, SamplerConfig};
+use covdiff_model::image::Column;
 use std::path::PathBuf;
 use std::time::Instant;
 

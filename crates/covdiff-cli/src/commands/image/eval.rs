@@ -12,7 +12,7 @@ use covdiff_core::data::ImageSet;
 use covdiff_core::likelihood::bits_per_dim;
 use covdiff_core::metrics::{frechet_distance, precision_recall};
 use covdiff_core::trajectory::{Spacing, Trajectory};
-use covdiff_model::image::{initial_noise, Elbo, ElboTerms, LogDet};
+use covdiff_model::diffusion::{initial_noise, Decoder, Elbo, ElboTerms, LogDet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -181,10 +181,15 @@ impl EvalData {
                         let px = set.pixels[start * n..(start + b) * n].to_vec();
                         let x0 = Tensor::<B, 4>::from_data(TensorData::new(px, shape_of(b)), device);
                         let (den, variance) = models.denoiser(column)?;
-                        let terms: ElboTerms =
-                            Elbo { table: &models.table, trajectory: &trajectory, variance, logdet: method }
-                                .terms(den, x0)
-                                .map_err(anyhow::Error::msg)?;
+                        let terms: ElboTerms = Elbo {
+                            table: &models.table,
+                            trajectory: &trajectory,
+                            variance,
+                            logdet: method,
+                            decoder: Decoder::Discretized8Bit,
+                        }
+                        .terms(den, x0)
+                        .map_err(anyhow::Error::msg)?;
                         let total = terms.total();
                         for (i, total) in total.iter().enumerate() {
                             let t = [*total, terms.prior[i], terms.transitions[i], terms.decoder[i]];

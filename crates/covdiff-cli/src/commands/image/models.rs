@@ -9,7 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::trajectory::Spacing;
-use covdiff_model::image::{Denoiser, ForwardNoise, NoiseClip, Pipeline, SamplerConfig, Sampling, StepVariance};
+use covdiff_model::diffusion::{Denoiser, ForwardNoise, NoiseClip, SamplerConfig, Sampling, StepVariance};
+use covdiff_model::image::Pipeline;
 use std::path::PathBuf;
 
 /// The pipelines of several weights files that share image shape, schedule and noise (one

@@ -7,7 +7,7 @@ use crate::progress::bar;
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::Backend;
 use covdiff_core::figure::{by_rows, save_grid, Labels};
-use covdiff_model::image::initial_noise;
+use covdiff_model::diffusion::initial_noise;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

@@ -3,22 +3,18 @@
 
 use super::config::{load_data, read_card, ModelCard, RunConfig, CARD_FORMAT};
 use super::export::write_bundle;
-use crate::checkpoint::{load_error, recorder, Checkpoints};
+use crate::checkpoint::Checkpoints;
 use crate::device::BackendJob;
-use crate::progress::bar;
+use crate::training::{train_loop, Log};
 use anyhow::{ensure, Context, Result};
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module};
-use burn::record::Recorder;
+use burn::tensor::backend::Backend;
 use burn::tensor::backend::{DeviceId, DeviceOps};
-use burn::tensor::{backend::Backend, ElementConversion};
-use covdiff_model::image::train::OptimRecord;
+use covdiff_model::diffusion::Trainer;
 use covdiff_model::image::weights::{self, Bundle};
-use covdiff_model::image::{EpsStage, HeadStage, Stage, Trainer};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use covdiff_model::image::{EpsStage, HeadStage};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -153,12 +149,12 @@ impl BackendJob for Args {
             metrics: serde_json::Value::Null,
             weights: "model.safetensors".into(),
         };
-        let log = Log {
+        let log = Some(Log {
             metrics: &mut metrics,
             checkpoints: &checkpoints,
             every: cfg.train.checkpoint_every,
             log_every: cfg.train.log_every.max(1),
-        };
+        });
         match &cfg.heads {
             None => {
                 covdiff_model::normals::seed::<B>(&device, settings.seed);
@@ -218,75 +214,4 @@ impl BackendJob for Args {
         );
         Ok(())
     }
-}
-
-struct Log<'a> {
-    metrics: &'a mut std::fs::File,
-    checkpoints: &'a Checkpoints,
-    every: usize,
-    log_every: usize,
-}
-
-fn save<B: Backend, S: Stage<Autodiff<B>>>(dir: &Path, trainer: &Trainer<Autodiff<B>, S>) -> Result<usize> {
-    let snap = trainer.checkpoint();
-    snap.model.save_file(dir.join("model"), &recorder()).context("writing the model checkpoint")?;
-    snap.ema.save_file(dir.join("ema"), &recorder()).context("writing the EMA checkpoint")?;
-    recorder().record(snap.optim, dir.join("optim")).context("writing the optimiser checkpoint")?;
-    Ok(snap.steps_done)
-}
-
-/// Train to `steps`, resuming from a checkpoint; returns the trainer and a summary for the card.
-fn train_loop<B: Backend, S: Stage<Autodiff<B>>>(
-    mut trainer: Trainer<Autodiff<B>, S>,
-    init: impl Fn() -> S::Model,
-    steps: usize,
-    name: &str,
-    log: Log,
-    device: &B::Device,
-) -> Result<(Trainer<Autodiff<B>, S>, serde_json::Value)> {
-    let read = |dir: &Path, step: usize| -> Result<()> {
-        let model =
-            init().load_file(dir.join("model"), &recorder(), device).map_err(|e| load_error(dir, "model", e))?;
-        let ema =
-            init().valid().load_file(dir.join("ema"), &recorder(), device).map_err(|e| load_error(dir, "EMA", e))?;
-        let optim: OptimRecord<Autodiff<B>, S::Model> =
-            recorder().load(dir.join("optim"), device).map_err(|e| load_error(dir, "optimiser", e))?;
-        trainer.restore(covdiff_model::image::train::Snapshot { model, ema, optim, steps_done: step });
-        Ok(())
-    };
-    if let Some(step) = log.checkpoints.resume(read)? {
-        eprintln!("resuming from the checkpoint in {} at step {step}", log.checkpoints.dir().display());
-    }
-    let first = trainer.steps_done();
-    let pb = bar(steps as u64, name);
-    pb.set_position(first.min(steps) as u64);
-    let start = Instant::now();
-    let mut last = f64::NAN;
-    for step in first..steps {
-        let loss = trainer.step();
-        if step % log.log_every == 0 || step + 1 == steps {
-            last = loss.into_scalar().elem::<f64>();
-            ensure!(last.is_finite(), "training diverged at step {step} (loss {last}); try a smaller --lr");
-            pb.set_message(format!("{name} {last:.4}"));
-            let seconds = start.elapsed().as_secs_f64();
-            let line = serde_json::json!({
-                "step": step + 1,
-                "loss": last,
-                "lr": trainer.settings().lr_at(step),
-                "seconds": seconds,
-                "it_per_s": (step + 1 - first) as f64 / seconds.max(1e-9),
-            });
-            writeln!(log.metrics, "{line}")?;
-        }
-        if log.every > 0 && (step + 1) % log.every == 0 {
-            log.checkpoints.save(|dir| save(dir, &trainer))?;
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    if trainer.steps_done() > first {
-        log.checkpoints.save(|dir| save(dir, &trainer))?;
-    }
-    let summary = serde_json::json!({ "final_loss": last, "train_seconds": start.elapsed().as_secs_f64() });
-    Ok((trainer, summary))
 }

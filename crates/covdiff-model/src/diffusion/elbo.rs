@@ -6,17 +6,19 @@
 //! Cholesky of the dense matrix (small n), or by stochastic Lanczos quadrature
 //! with the structured products only (the paper's Eqs. 43-44 estimate the same
 //! `tr log Sigma`; Lanczos replaces their adaptive quadrature of Eq. 44).
-//! The decoder is Ho et al.'s discretised Gaussian with the per-pixel
-//! marginals `diag(Sigma_1)`, as Bao et al. do.
+//! The decoder `-log p(x_0 | x_{t_1})` is either Ho et al.'s discretised Gaussian with the
+//! per-pixel marginals `diag(Sigma_1)`, as Bao et al. do (8-bit images), or the Gaussian density
+//! with the full `Sigma_1` (continuous data: toy 2D).
 //!
 //! This reads tensors back to the host: it is for native evaluation.
 
 use super::denoiser::Denoiser;
-use super::sampler::{SamplerError, StepVariance};
+use super::sampler::SamplerError;
+use super::variance::StepVariance;
 use crate::covariance::{AnyCovariance, Covariance};
 use crate::objectives::rademacher;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
-use covdiff_core::likelihood::{discretized_gaussian_nll, kl_isotropic_vs, lanczos_quadrature};
+use covdiff_core::likelihood::{discretized_gaussian_nll, gaussian_moments, lanczos_quadrature};
 use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::skip_step::SkipStep;
 use covdiff_core::trajectory::Trajectory;
@@ -79,7 +81,77 @@ pub fn lanczos<B: Backend, C: Covariance<B>>(cov: &C, u: Tensor<B, 4>, steps: us
     a.into_iter().zip(bt).collect()
 }
 
-/// `KL(N(m_q, v I) || N(m_p, Sigma))` per image, `delta = m_p - m_q`.
+/// `delta^T Sigma^-1 delta`, `logdet Sigma` and `tr Sigma^-1` of each image: what every Gaussian
+/// term of the ELBO is made of. Exact in closed form for the isotropic, diagonal and 2 x 2
+/// covariances whatever `method`; otherwise by `method`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Moments {
+    pub quad: Vec<f64>,
+    pub logdet: Vec<f64>,
+    pub trace_inv: Vec<f64>,
+}
+
+impl Moments {
+    /// `delta = m_p - m_q` against `Sigma`.
+    pub fn of<B: Backend>(delta: Tensor<B, 4>, sigma: &AnyCovariance<B>, method: LogDet) -> Result<Self, ElboError> {
+        let n = sigma.dim() as f64;
+        let sum = |t: Tensor<B, 4>| host(crate::covariance::per_image_sum(t));
+        match sigma {
+            AnyCovariance::Isotropic(iso) => {
+                let s = host(iso.s.clone());
+                let d2 = sum(delta.clone() * delta);
+                Ok(Self {
+                    quad: s.iter().zip(&d2).map(|(s, d2)| d2 / s).collect(),
+                    logdet: s.iter().map(|s| n * s.ln()).collect(),
+                    trace_inv: s.iter().map(|s| n / s).collect(),
+                })
+            }
+            AnyCovariance::Diagonal(diag) => {
+                let s = diag.e.clone();
+                Ok(Self {
+                    quad: sum(delta.clone() * delta / s.clone()),
+                    logdet: sum(s.clone().log()),
+                    trace_inv: sum(s.recip()),
+                })
+            }
+            AnyCovariance::Full2(full) => {
+                let det = full.det();
+                Ok(Self {
+                    quad: host(full.inv_quadratic(delta)),
+                    logdet: host(det.clone().log()),
+                    trace_inv: host((full.p.clone() + full.r.clone()) / det),
+                })
+            }
+            _ => match method {
+                LogDet::Exact => {
+                    let [b, ..] = sigma.shape();
+                    let n = sigma.dim();
+                    let dense = host(sigma.to_dense());
+                    let deltas = rows(delta);
+                    let mut out = Self::default();
+                    for (i, d) in deltas.iter().enumerate() {
+                        let s = DMatrix::from_row_slice(n, n, &dense[i * n * n..(i + 1) * n * n]);
+                        let (quad, logdet, trace_inv) = gaussian_moments(d, s)?;
+                        out.quad.push(quad);
+                        out.logdet.push(logdet);
+                        out.trace_inv.push(trace_inv);
+                    }
+                    debug_assert_eq!(out.quad.len(), b);
+                    Ok(out)
+                }
+                LogDet::Lanczos { probes, steps } => {
+                    let d2 = sum(delta.clone() * delta.clone());
+                    let quad = lanczos_quadratic_inverse(sigma, delta, steps, &d2);
+                    let (logdet, trace_inv) = lanczos_logdet_trace_inverse(sigma, probes, steps);
+                    Ok(Self { quad, logdet, trace_inv })
+                }
+            },
+        }
+    }
+}
+
+/// `KL(N(m_q, v I) || N(m_p, Sigma))` per image, `delta = m_p - m_q`:
+/// `0.5 (v tr Sigma^-1 + delta^T Sigma^-1 delta - n + logdet Sigma - n ln v)`.
 pub fn kl_isotropic_vs_cov<B: Backend>(
     v: f64,
     delta: Tensor<B, 4>,
@@ -87,38 +159,20 @@ pub fn kl_isotropic_vs_cov<B: Backend>(
     method: LogDet,
 ) -> Result<Vec<f64>, ElboError> {
     let n = sigma.dim() as f64;
-    if let AnyCovariance::Isotropic(iso) = sigma {
-        let s = host(iso.s.clone());
-        let d2 = host(crate::covariance::per_image_sum(delta.clone() * delta));
-        return Ok(s.iter().zip(d2).map(|(s, d2)| 0.5 * (n * v / s + d2 / s - n + n * s.ln() - n * v.ln())).collect());
-    }
-    if let AnyCovariance::Diagonal(diag) = sigma {
-        // Exact for either method: 0.5 sum_i (v / s_i + delta_i^2 / s_i - 1 + ln s_i - ln v).
-        let s = diag.e.clone();
-        let terms = (s.clone().recip() * v + delta.clone() * delta / s.clone() + s.log()).reshape([0, -1]);
-        let sums = host(terms.sum_dim(1));
-        return Ok(sums.iter().map(|t| 0.5 * (t - n - n * v.ln())).collect());
-    }
-    match method {
-        LogDet::Exact => {
-            let [b, ..] = sigma.shape();
-            let n = sigma.dim();
-            let dense = host(sigma.to_dense());
-            let deltas = rows(delta);
-            (0..b)
-                .map(|i| {
-                    kl_isotropic_vs(v, &deltas[i], DMatrix::from_row_slice(n, n, &dense[i * n * n..(i + 1) * n * n]))
-                })
-                .collect::<Result<_, _>>()
-                .map_err(ElboError::from)
-        }
-        LogDet::Lanczos { probes, steps } => {
-            let d2 = host(crate::covariance::per_image_sum(delta.clone() * delta.clone()));
-            let quad = lanczos_quadratic_inverse(sigma, delta, steps, &d2);
-            let (logdet, trace_inv) = lanczos_logdet_trace_inverse(sigma, probes, steps);
-            Ok((0..quad.len()).map(|i| 0.5 * (v * trace_inv[i] + quad[i] - n + logdet[i] - n * v.ln())).collect())
-        }
-    }
+    let m = Moments::of(delta, sigma, method)?;
+    Ok((0..m.quad.len()).map(|i| 0.5 * (v * m.trace_inv[i] + m.quad[i] - n + m.logdet[i] - n * v.ln())).collect())
+}
+
+/// `-log N(x; m, Sigma)` per image, `delta = x - m`: `0.5 (delta^T Sigma^-1 delta + logdet Sigma + n ln 2 pi)`.
+pub fn gaussian_nll<B: Backend>(
+    delta: Tensor<B, 4>,
+    sigma: &AnyCovariance<B>,
+    method: LogDet,
+) -> Result<Vec<f64>, ElboError> {
+    let n = sigma.dim() as f64;
+    let m = Moments::of(delta, sigma, method)?;
+    let c = n * (2.0 * std::f64::consts::PI).ln();
+    Ok(m.quad.iter().zip(&m.logdet).map(|(q, l)| 0.5 * (q + l + c)).collect())
 }
 
 /// `delta^T Sigma^-1 delta` per image by Lanczos started at `delta` (`norm_sq = |delta|^2`): exact
@@ -159,6 +213,16 @@ pub fn lanczos_logdet_trace_inverse<B: Backend>(
     (logdet, trace_inv)
 }
 
+/// The last term, `-log p(x_0 | x_{t_1})`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// Ho et al.'s discretised Gaussian over the 256 levels of 8-bit data in [-1, 1], with the
+    /// per-pixel marginals `diag(Sigma_1)` (Bao et al.).
+    Discretized8Bit,
+    /// The density of `N(mu_1, Sigma_1)` with the full covariance: continuous data.
+    Gaussian,
+}
+
 /// The negative ELBO of a model with a step covariance rule, over a trajectory.
 #[derive(Clone, Copy, Debug)]
 pub struct Elbo<'a> {
@@ -166,6 +230,7 @@ pub struct Elbo<'a> {
     pub trajectory: &'a Trajectory,
     pub variance: StepVariance,
     pub logdet: LogDet,
+    pub decoder: Decoder,
 }
 
 /// The terms of the negative ELBO of each image, in nats.
@@ -184,7 +249,8 @@ impl ElboTerms {
 }
 
 impl Elbo<'_> {
-    /// `x0` holds 8-bit images in [-1, 1]; one draw of each `x_t ~ q(x_t | x_0)` (unbiased).
+    /// `x0` holds data in the decoder's form (8-bit images in [-1, 1], or continuous points); one
+    /// draw of each `x_t ~ q(x_t | x_0)` (unbiased).
     pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(
         &self,
         model: &D,
@@ -213,7 +279,7 @@ impl Elbo<'_> {
         let prior = sq.iter().map(|s| 0.5 * (n * bb + ab * s - n - n * bb.ln())).collect();
         let mut transitions = vec![0.0; b];
         let mut decoder = vec![0.0; b];
-        let learned = self.variance == StepVariance::Learned;
+        let learned = self.variance.is_learned();
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
             let z = draw(shape);
@@ -223,11 +289,14 @@ impl Elbo<'_> {
             let mean_p = xt.clone() * cx + eps * ce;
             let sigma = self.variance.at(&st, cov, shape, &device)?;
             if s == 0 {
-                let std = rows(sigma.diagonal().sqrt());
-                let (xs, mus) = (rows(x0.clone()), rows(mean_p));
-                for i in 0..b {
-                    decoder[i] = discretized_gaussian_nll(&xs[i], &mus[i], &std[i]);
-                }
+                decoder = match self.decoder {
+                    Decoder::Discretized8Bit => {
+                        let std = rows(sigma.diagonal().sqrt());
+                        let (xs, mus) = (rows(x0.clone()), rows(mean_p));
+                        (0..b).map(|i| discretized_gaussian_nll(&xs[i], &mus[i], &std[i])).collect()
+                    }
+                    Decoder::Gaussian => gaussian_nll(x0.clone() - mean_p, &sigma, self.logdet)?,
+                };
             } else {
                 let (c0, cxq) = st.mean_from_x0();
                 let mean_q = x0.clone() * c0 + xt * cxq;

@@ -9,6 +9,7 @@
 
 use super::denoiser::Denoiser;
 use super::noise::ForwardNoise;
+use super::variance::StepVariance;
 use crate::covariance::{AnyCovariance, Covariance};
 use crate::normals::standard_normal;
 use burn::tensor::{backend::Backend, Tensor};
@@ -21,7 +22,7 @@ use std::str::FromStr;
 /// What can go wrong while building or stepping a sampler.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SamplerError {
-    #[error("the learned step variance needs a model with covariance heads")]
+    #[error("the learned step variances need a model that predicts a covariance")]
     MissingCovariance,
     #[error("invalid sampler configuration: {0}")]
     Config(String),
@@ -32,41 +33,6 @@ pub enum SamplerError {
 /// `x_T`: `Sigma^1/2 z`, `z ~ N(0, I)`, from covdiff's normal stream (`normals`).
 pub fn initial_noise<B: Backend>(shape: [usize; 4], noise: &ForwardNoise<B>, device: &B::Device) -> Tensor<B, 4> {
     noise.sqrt_apply(standard_normal(shape, device))
-}
-
-/// The covariance of a skip step from `t` to `s`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StepVariance {
-    /// "beta": `(1 - a) I`.
-    #[serde(rename = "beta")]
-    Large,
-    /// "beta-tilde": `btilde I`; at `s = 0`, where `btilde = 0`, the large value (Ho et al.).
-    #[serde(rename = "beta-tilde")]
-    Small,
-    /// `btilde I + kappa E_t` with the model's `E_t`.
-    #[serde(rename = "learned")]
-    Learned,
-}
-
-impl StepVariance {
-    /// The step covariance; `learned` is the model's `E_t` (needed for [`StepVariance::Learned`]).
-    pub fn at<B: Backend>(
-        self,
-        st: &SkipStep,
-        learned: Option<AnyCovariance<B>>,
-        shape: [usize; 4],
-        device: &B::Device,
-    ) -> Result<AnyCovariance<B>, SamplerError> {
-        Ok(match self {
-            Self::Large => AnyCovariance::scalar(st.large_variance(), shape, device),
-            Self::Small if st.s == 0 => AnyCovariance::scalar(st.large_variance(), shape, device),
-            Self::Small => AnyCovariance::scalar(st.small_variance(), shape, device),
-            Self::Learned => {
-                let (shift, scale) = st.covariance_shift_scale();
-                learned.ok_or(SamplerError::MissingCovariance)?.shift_scale(shift, scale)
-            }
-        })
-    }
 }
 
 /// What the penultimate step `t_2 -> t_1` does with its noise (K-DCT paper A.7, Bao et al.):
@@ -210,7 +176,7 @@ impl SamplerConfig {
 
     /// Whether the model must provide `E_t`.
     pub fn needs_covariance(&self) -> bool {
-        self.kind == SamplerKind::Ddpm { variance: StepVariance::Learned }
+        matches!(self.kind, SamplerKind::Ddpm { variance } if variance.is_learned())
     }
 
     /// A sampler over `table`'s times, with the forward noise `noise` (white or GFF).
