@@ -24,4 +24,12 @@ impl Error {
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid { what, reason: reason.into() }
     }
+
+    /// The choice among `all` whose `name` is `got`, or an [`Error::Unknown`] that lists them.
+    pub fn by_name<T: Copy>(what: &'static str, got: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, Self> {
+        all.iter().copied().find(|&c| name(c) == got).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|&c| name(c)).collect();
+            Self::unknown(what, got, format!("one of: {}", names.join(", ")))
+        })
+    }
 }

@@ -51,15 +51,8 @@ impl Toy {
 impl FromStr for Toy {
     type Err = crate::Error;
     fn from_str(s: &str) -> Result<Self, crate::Error> {
-        Toy::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| crate::Error::unknown("toy dataset", s, format!("one of: {}", names())))
+        crate::Error::by_name("toy dataset", s, &Toy::ALL, Toy::name)
     }
-}
-
-fn names() -> String {
-    Toy::ALL.map(Toy::name).join(", ")
 }
 
 /// Points and their labels.

@@ -1,7 +1,6 @@
 //! `Pipeline`: a model from the bytes of each shipped weights file, against the same model built
 //! from the JSON card beside the file; and the errors that bad bytes, names and pairings give.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use covdiff_model::backends::Cpu;
 use covdiff_model::diffusion::{initial_noise, SamplerConfig, SamplerKind, StepVariance};
@@ -198,6 +197,7 @@ mod wgpu {
     use super::*;
     use burn::backend::wgpu::WgpuDevice;
     use burn::backend::Autodiff;
+    use burn::tensor::backend::Backend;
     use covdiff_core::data::ImageSet;
     use covdiff_core::schedule::{Linear, Schedule};
     use covdiff_model::backends::Wgpu;

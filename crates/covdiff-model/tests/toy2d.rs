@@ -10,12 +10,15 @@ use burn::tensor::{Distribution, Tensor};
 use common::*;
 use covdiff_core::dense::{gaussian_kl, gaussian_log_density};
 use covdiff_core::metrics::energy_distance;
+use covdiff_core::schedule::ScheduleTable;
 use covdiff_core::schedule::{Schedule, Sigmoid};
+use covdiff_core::skip_step::SkipStep;
 use covdiff_core::toy2d::{self, Toy};
 use covdiff_core::trajectory::{Spacing, Trajectory};
 use covdiff_model::backends::Cpu;
 use covdiff_model::diffusion::train::materialize;
 use covdiff_model::diffusion::{Denoiser, ForwardNoise, StepVariance, Trainer};
+use covdiff_model::normals::standard_normal;
 use covdiff_model::toy2d::{
     negative_elbo, sample, settings, x0_covariance, Column, GaussianOracle, Objective, Toy2dConfig, Toy2dModel,
     Toy2dStage,
@@ -23,6 +26,15 @@ use covdiff_model::toy2d::{
 use covdiff_model::{Covariance, Full2};
 use nalgebra::DMatrix;
 use std::sync::Arc;
+
+/// covdiff's normal stream and burn's generator are global: tests that seed them run one at a time.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded(seed: u64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    covdiff_model::normals::seed::<Cpu>(&Default::default(), seed);
+    guard
+}
 
 fn full2(p: &[f64], q: &[f64], r: &[f64]) -> Full2<Cpu> {
     let dev = Default::default();
@@ -63,6 +75,119 @@ fn full2_kl_and_density_match_dense_formulas() {
     }
 }
 
+/// The thesis' own reverse process, as toy 2D ran it before it moved onto the shared core: the
+/// eps-form mean `mu_s = c_x x_t + c_eps eps_hat`, the column's 2 x 2 step covariance coloured by
+/// its Cholesky factor, and the mean alone at the final step. `[n, 2]` points, drawn from covdiff's
+/// stream in the same order as the shared sampler draws.
+fn thesis_loop(oracle: &GaussianOracle, table: &ScheduleTable, tr: &Trajectory, column: Column, n: usize) -> Vec<f64> {
+    let dev = Default::default();
+    let mut x = standard_normal::<Cpu, 2>([n, 2], &dev);
+    for (t, s) in tr.steps() {
+        let st = SkipStep::new(table, t, s);
+        let (cx, ce) = st.mean_from_eps();
+        let mean = x.clone() * cx + oracle.eps(x.clone(), t) * ce;
+        x = if s == 0 {
+            mean
+        } else {
+            let sigma = match column {
+                Column::Beta => Full2::scalar(st.large_variance(), n, &dev),
+                Column::BetaTilde => Full2::scalar(st.small_variance(), n, &dev),
+                Column::Thesis => oracle.covariance(n, t, &dev),
+                Column::Principled => {
+                    let (shift, scale) = st.covariance_shift_scale();
+                    oracle.covariance(n, t, &dev).shift_scale(shift, scale)
+                }
+            };
+            mean + Full2::as_points(sigma.colour(standard_normal::<Cpu, 4>([n, 2, 1, 1], &dev)))
+        };
+    }
+    values(x)
+}
+
+/// The thesis' own negative ELBO per point, in `f32` tensors: the prior KL, `Full2::kl` for the
+/// transitions and `Full2::log_density` for the decoder, with the same draws of `x_t` (burn's
+/// generator, one `[n, 2]` draw per step) as the shared ELBO.
+fn thesis_elbo(
+    oracle: &GaussianOracle,
+    table: &ScheduleTable,
+    tr: &Trajectory,
+    column: Column,
+    x0: Tensor<Cpu, 2>,
+) -> Vec<f64> {
+    let [n, _] = x0.dims();
+    let dev = x0.device();
+    let big_t = tr.times()[0];
+    let (ab, bb) = (table.abar(big_t), table.bbar(big_t));
+    let sq = (x0.clone() * x0.clone()).sum_dim(1).reshape([n]);
+    let mut total = (sq * ab + (2.0 * bb - 2.0 - 2.0 * bb.ln())) * 0.5;
+    for (t, s) in tr.steps() {
+        let st = SkipStep::new(table, t, s);
+        let z = Tensor::<Cpu, 2>::random([n, 2], Distribution::Normal(0.0, 1.0), &dev);
+        let xt = x0.clone() * st.abar_t.sqrt() + z * st.bbar_t().sqrt();
+        let (cx, ce) = st.mean_from_eps();
+        let mean_p = Full2::as_image(xt.clone() * cx + oracle.eps(xt.clone(), t) * ce);
+        let sigma = match column {
+            Column::Beta => Full2::scalar(st.large_variance(), n, &dev),
+            Column::BetaTilde if s == 0 => Full2::scalar(st.large_variance(), n, &dev),
+            Column::BetaTilde => Full2::scalar(st.small_variance(), n, &dev),
+            Column::Thesis => oracle.covariance(n, t, &dev),
+            Column::Principled => {
+                let (shift, scale) = st.covariance_shift_scale();
+                oracle.covariance(n, t, &dev).shift_scale(shift, scale)
+            }
+        };
+        total = total
+            + if s == 0 {
+                sigma.log_density(Full2::as_image(x0.clone()), mean_p) * -1.0
+            } else {
+                let (c0, cxq) = st.mean_from_x0();
+                let mean_q = Full2::as_image(x0.clone() * c0 + xt * cxq);
+                Full2::scalar(st.btilde, n, &dev).kl(mean_q, &sigma, mean_p)
+            };
+    }
+    values(total)
+}
+
+/// Toy 2D on the shared core reproduces what its own stack computed, for every column of its sweep
+/// and K: the samples point for point (same normal stream), and the negative ELBO of each point
+/// (same draws of `x_t`), with the exact Gaussian denoiser so that every column is defined.
+#[test]
+fn the_shared_core_reproduces_the_thesis_sampler_and_elbo() {
+    let dev = Default::default();
+    let table = Sigmoid::default().table();
+    let oracle = GaussianOracle::new([[1.0, 0.6], [0.6, 0.8]], table.clone());
+    let n = 500;
+    let x0 = {
+        let _guard = seeded(30);
+        Tensor::<Cpu, 2>::random([n, 2], Distribution::Normal(0.0, 1.0), &dev)
+    };
+    for k in [1, 10, 50] {
+        let tr = Trajectory::new(table.steps(), k, Spacing::Even).unwrap();
+        for column in Column::ALL {
+            let want = {
+                let _guard = seeded(31);
+                thesis_loop(&oracle, &table, &tr, column, n)
+            };
+            let got = {
+                let _guard = seeded(31);
+                values(sample::<Cpu, _>(&oracle, &table, &column.sampler(k, 1.0), n, &dev).unwrap())
+            };
+            // The x0-form mean against the eps form, in f32: 1e-4 relative.
+            assert!(rel_err(&got, &want) < 1e-4, "K={k} {}: samples differ by {}", column.name(), rel_err(&got, &want));
+            let want = {
+                let _guard = seeded(32);
+                thesis_elbo(&oracle, &table, &tr, column, x0.clone())
+            };
+            let got = {
+                let _guard = seeded(32);
+                negative_elbo(&oracle, &table, &tr, column.variance(), x0.clone()).unwrap()
+            };
+            // f64 closed forms against f32 tensors over K terms of O(1): 1e-4 relative.
+            assert!(rel_err(&got, &want) < 1e-4, "K={k} {}: -ELBO differs by {}", column.name(), rel_err(&got, &want));
+        }
+    }
+}
+
 /// `[E x1^2, E x1 x2, E x2^2]` of flat 2D points.
 fn second_moment(x: &[f64]) -> [f64; 3] {
     let m = covdiff_core::dense::second_moment(x, 2);
@@ -71,8 +196,7 @@ fn second_moment(x: &[f64]) -> [f64; 3] {
 
 #[test]
 fn full2_samples_and_operations_match_dense() {
-    let dev = Default::default();
-    covdiff_model::normals::seed::<Cpu>(&dev, 2);
+    let _guard = seeded(2);
     let n = 100_000;
     let s = full2(&vec![1.3; n], &vec![-0.7; n], &vec![0.9; n]);
     let [p, q, r] = second_moment(&values(s.sample()));
@@ -89,7 +213,7 @@ fn full2_samples_and_operations_match_dense() {
 #[test]
 fn elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
     let dev = Default::default();
-    covdiff_model::normals::seed::<Cpu>(&dev, 5);
+    let _guard = seeded(5);
     let table = Sigmoid::default().table();
     let s = [[1.0, 0.6], [0.6, 0.8]];
     let oracle = GaussianOracle::new(s, table.clone());
@@ -137,7 +261,7 @@ fn exact_oracle_samples_have_the_data_covariance_at_few_steps() {
     // down to x_{t_1}; the final step t_1 -> 0 returns the mean (z = 0), whose covariance is
     // S - Cov[x0 | x_{t_1}]. With scalar variance the chain is not exact.
     let dev = Default::default();
-    covdiff_model::normals::seed::<Cpu>(&dev, 6);
+    let _guard = seeded(6);
     let table = Sigmoid::default().table();
     let s = [[1.0, 0.6], [0.6, 0.8]];
     let oracle = GaussianOracle::new(s, table.clone());
@@ -196,8 +320,10 @@ fn train(objective: Objective, steps: usize) -> Toy2dModel<Cpu> {
     let data = Arc::new(toy2d::sample(Toy::SwissRoll, 4000, 0.02, 1));
     let table = Sigmoid::default().table();
     let dev = Default::default();
-    covdiff_model::normals::seed::<Ad>(&dev, 0);
-    let model = Toy2dConfig::new().init::<Ad>(&dev);
+    let model = {
+        let _guard = seeded(0);
+        Toy2dConfig::new().init::<Ad>(&dev)
+    };
     let stage = Toy2dStage { objective };
     let mut trainer =
         Trainer::new(stage, model, data, table, ForwardNoise::White, settings(256, 1e-3, steps, 0), &dev).unwrap();
@@ -221,7 +347,7 @@ fn swiss_roll_training_beats_noise_and_covariances_are_spd() {
     let model = train(Objective::Principled, steps);
     let table = Sigmoid::default().table();
     let dev = Default::default();
-    covdiff_model::normals::seed::<Cpu>(&dev, 7);
+    let _guard = seeded(7);
     let held_out: Vec<f64> =
         toy2d::sample(Toy::SwissRoll, 1500, 0.02, 99).xy.iter().flat_map(|p| [p[0], p[1]]).collect();
     let noise = values(Tensor::<Cpu, 2>::random([1500, 2], Distribution::Normal(0.0, 1.0), &dev));

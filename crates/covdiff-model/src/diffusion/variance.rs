@@ -69,9 +69,6 @@ impl StepVariance {
 impl FromStr for StepVariance {
     type Err = covdiff_core::Error;
     fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| covdiff_core::Error::unknown("step variance", s, Self::ALL.map(Self::name).join(", ")))
+        covdiff_core::Error::by_name("step variance", s, &Self::ALL, Self::name)
     }
 }

@@ -107,10 +107,7 @@ impl Column {
 impl FromStr for Column {
     type Err = covdiff_core::Error;
     fn from_str(s: &str) -> Result<Self, covdiff_core::Error> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| covdiff_core::Error::unknown("covariance", s, Self::ALL.map(Self::name).join(", ")))
+        covdiff_core::Error::by_name("covariance", s, &Self::ALL, Self::name)
     }
 }
 
