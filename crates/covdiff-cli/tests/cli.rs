@@ -645,7 +645,7 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
     std::fs::write(wrong.with_extension("json"), card.to_string()).unwrap();
     assert_error(&covdiff(&["sample", "--weights", &s(&wrong)]), "down_blocks.1");
 
-    // NI-DDPM: GFF forward noise, trained, sampled; its NLL is refused, not computed wrongly.
+    // NI-DDPM: GFF forward noise, trained, sampled, and its NLL (whitened coordinates, pixel decoder).
     let gff = dir.join("gff");
     let mut a = train(&gff).to_vec();
     a.extend(["--noise", "gff", "--steps", "10"].map(String::from));
@@ -669,7 +669,22 @@ fn image_pipeline_trains_resumes_samples_evaluates_and_exports() {
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    assert_error(&covdiff(&["eval", "nll", "--weights", &gw, "--n", "2"]), "white forward noise only");
+    let o = covdiff(&[
+        "eval",
+        "nll",
+        "--weights",
+        &gw,
+        "--covariances",
+        "beta,beta-tilde",
+        "--steps",
+        "3",
+        "--n",
+        "2",
+        "--data",
+        &format!("idx:{}", data.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("beta-tilde"), "{}", stdout(&o));
     // Weights of another noise cannot seed stage 2 of this one.
     assert_error(&heads_gff(&train(&dir.join("mixed")), &weights), "other forward noise");
 

@@ -230,76 +230,167 @@ fn kl_by_cholesky_and_by_lanczos_match_the_dense_formula() {
     }
 }
 
-#[test]
-fn elbo_terms_match_a_dense_evaluation() {
-    // Each term of Eq. 42 for the exact K-DCT model of Gaussian grey 4x4 data, against dense
-    // matrices from docs/maths.md's formulas, with the same white draws for every x_t.
-    use common::truth::Truth;
+/// Each term of Eq. 42 against dense matrices in pixel space (docs/maths.md's formulas), with the
+/// same white draws `z` for every `x_t = sqrt(abar) x_0 + sqrt(bbar) Sigma^1/2 z`: the prior
+/// `KL(N(sqrt(abar_T) x_0, bbar_T Sigma) || N(0, Sigma))`, the transitions
+/// `KL(N(mu_q, btilde Sigma) || N(mu_p, Sigma^1/2 W Sigma^1/2))` with `W` the step covariance of the
+/// whitened chain, and the decoder of the pixels with covariance `Sigma^1/2 W_1 Sigma^1/2`.
+fn check_elbo_against_dense<D: Denoiser<B>>(
+    model: &D,
+    truth: &common::truth::Truth,
+    noise: &ForwardNoise<B>,
+    label: &str,
+    decoders: &[Decoder],
+) {
+    use covdiff_core::dense::gaussian_log_density;
     use covdiff_core::likelihood::discretized_gaussian_nll;
     use covdiff_core::trajectory::{Spacing, Trajectory};
     use covdiff_model::diffusion::{Elbo, StepVariance};
     let dev = Default::default();
     let (d, n, b) = (4, 16, 3);
-    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
     let table = table();
-    let model = GaussianDenoiser::<B>::new(g.spectrum(), d, &table, &dev);
-    let truth = Truth { c: g.prior_dense(), sh: DMatrix::identity(n, n) };
+    let sh = &truth.sh;
+    let sigma = sh * sh;
     let mut r = Rand::new(4);
     // 8-bit images in [-1, 1].
     let x0: Vec<f64> =
         r.normal(b * n, 0.5).iter().map(|x| ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round() / 127.5 - 1.0).collect();
     let trajectory = Trajectory::new(1000, 4, Spacing::Even).unwrap();
     let zs: Vec<Vec<f64>> = trajectory.steps().iter().map(|_| r.normal(b * n, 1.0)).collect();
-    for variance in [StepVariance::Learned, StepVariance::Small] {
-        let elbo = Elbo {
-            table: &table,
-            trajectory: &trajectory,
-            variance,
-            logdet: LogDet::Exact,
-            decoder: Decoder::Discretized8Bit,
-        };
-        let mut k = 0;
-        let got = elbo
-            .terms_with(&model, tensor::<B, 4>(&x0, [b, 1, d, d], &dev), |shape| {
-                k += 1;
-                tensor::<B, 4>(&zs[k - 1], shape, &dev)
-            })
-            .unwrap();
-        for i in 0..b {
-            let x = DVector::from_column_slice(&x0[i * n..(i + 1) * n]);
-            let id = DMatrix::<f64>::identity(n, n);
-            let ab = table.abar(1000);
-            let prior = gaussian_kl((&x * ab.sqrt()).as_slice(), &(&id * (1.0 - ab)), &[0.0; 16], &id);
-            let (mut transitions, mut decoder) = (0.0, 0.0);
-            for (j, (t, s)) in trajectory.steps().into_iter().enumerate() {
-                let (ab_t, ab_s) = (table.abar(t), table.abar(s));
-                let (bb_t, bb_s, a) = (1.0 - ab_t, 1.0 - ab_s, ab_t / ab_s);
-                let z = DVector::from_column_slice(&zs[j][i * n..(i + 1) * n]);
-                let xt = &x * ab_t.sqrt() + z * bb_t.sqrt();
-                let eps = truth.eps_map(ab_t) * &xt;
-                let mean_p = (&xt - eps * ((1.0 - a) / bb_t.sqrt())) / a.sqrt();
-                let btilde = bb_s * (1.0 - a) / bb_t;
-                let cov = match variance {
-                    StepVariance::Learned => &id * btilde + truth.eps_cov(ab_t) * ((1.0 - a).powi(2) / (a * bb_t)),
-                    // beta-tilde; at s = 0 the large value 1 - a (Ho et al.).
-                    _ => &id * if s == 0 { 1.0 - a } else { btilde },
-                };
-                if s == 0 {
-                    let std: Vec<f64> = cov.diagonal().iter().map(|v| v.sqrt()).collect();
-                    decoder = discretized_gaussian_nll(x.as_slice(), mean_p.as_slice(), &std);
-                } else {
-                    let mean_q = (&x * (ab_s.sqrt() * (1.0 - a)) + &xt * (a.sqrt() * bb_s)) / bb_t;
-                    transitions += gaussian_kl(mean_q.as_slice(), &(&id * btilde), mean_p.as_slice(), &cov);
+    for &decoder in decoders {
+        for variance in [StepVariance::Learned, StepVariance::Small] {
+            let elbo = Elbo { table: &table, trajectory: &trajectory, variance, logdet: LogDet::Exact, decoder, noise };
+            let mut k = 0;
+            let got = elbo
+                .terms_with(model, tensor::<B, 4>(&x0, [b, 1, d, d], &dev), |shape| {
+                    k += 1;
+                    tensor::<B, 4>(&zs[k - 1], shape, &dev)
+                })
+                .unwrap();
+            for i in 0..b {
+                let x = DVector::from_column_slice(&x0[i * n..(i + 1) * n]);
+                let id = DMatrix::<f64>::identity(n, n);
+                let ab = table.abar(1000);
+                let prior = gaussian_kl((&x * ab.sqrt()).as_slice(), &(&sigma * (1.0 - ab)), &[0.0; 16], &sigma);
+                let (mut transitions, mut nll) = (0.0, 0.0);
+                for (j, (t, s)) in trajectory.steps().into_iter().enumerate() {
+                    let (ab_t, ab_s) = (table.abar(t), table.abar(s));
+                    let (bb_t, bb_s, a) = (1.0 - ab_t, 1.0 - ab_s, ab_t / ab_s);
+                    let z = DVector::from_column_slice(&zs[j][i * n..(i + 1) * n]);
+                    let xt = &x * ab_t.sqrt() + sh * z * bb_t.sqrt();
+                    let eps = truth.eps_map(ab_t) * &xt;
+                    let mean_p = (&xt - sh * eps * ((1.0 - a) / bb_t.sqrt())) / a.sqrt();
+                    let btilde = bb_s * (1.0 - a) / bb_t;
+                    let w = match variance {
+                        StepVariance::Learned => &id * btilde + truth.eps_cov(ab_t) * ((1.0 - a).powi(2) / (a * bb_t)),
+                        // beta-tilde; at s = 0 the large value 1 - a (Ho et al.).
+                        _ => &id * if s == 0 { 1.0 - a } else { btilde },
+                    };
+                    let cov = sh * w * sh;
+                    if s == 0 {
+                        nll = match decoder {
+                            Decoder::Discretized8Bit => {
+                                let std: Vec<f64> = cov.diagonal().iter().map(|v| v.sqrt()).collect();
+                                discretized_gaussian_nll(x.as_slice(), mean_p.as_slice(), &std)
+                            }
+                            Decoder::Gaussian => -gaussian_log_density(x.as_slice(), mean_p.as_slice(), &cov),
+                        };
+                    } else {
+                        let mean_q = (&x * (ab_s.sqrt() * (1.0 - a)) + &xt * (a.sqrt() * bb_s)) / bb_t;
+                        transitions += gaussian_kl(mean_q.as_slice(), &(&sigma * btilde), mean_p.as_slice(), &cov);
+                    }
                 }
+                let close = |got: f64, want: f64, what: &str| {
+                    // f32 network, filters and operators against f64: 1e-3 relative.
+                    assert!(
+                        (got - want).abs() < 1e-3 * want.abs().max(1.0),
+                        "{label} {decoder:?} {variance:?} {what}: {got} vs {want}"
+                    );
+                };
+                close(got.prior[i], prior, "prior");
+                close(got.transitions[i], transitions, "transitions");
+                close(got.decoder[i], nll, "decoder");
             }
-            let close = |got: f64, want: f64, what: &str| {
-                // f32 network and K-DCT operator against f64: 1e-3 relative.
-                assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "{variance:?} {what}: {got} vs {want}");
-            };
-            close(got.prior[i], prior, "prior");
-            close(got.transitions[i], transitions, "transitions");
-            close(got.decoder[i], decoder, "decoder");
         }
+    }
+}
+
+#[test]
+fn elbo_terms_match_a_dense_evaluation() {
+    // White noise: the exact K-DCT model of Gaussian grey 4x4 data.
+    let dev = Default::default();
+    let (d, n) = (4, 16);
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let model = GaussianDenoiser::<B>::new(g.spectrum(), d, &table(), &dev);
+    let truth = common::truth::Truth { c: g.prior_dense(), sh: DMatrix::identity(n, n) };
+    check_elbo_against_dense(&model, &truth, &ForwardNoise::White, "white", &[Decoder::Discretized8Bit]);
+}
+
+#[test]
+fn ni_ddpm_elbo_terms_match_a_dense_evaluation_in_pixel_space() {
+    // GFF noise (#13 part 3): the terms are taken in whitened coordinates, the decoder in pixels
+    // (the 8-bit one with diag(Sigma^1/2 W Sigma^1/2), the Gaussian one with log|det Sigma^1/2| from
+    // the circulant spectrum); the reference works in pixels throughout, with a dense Sigma^1/2.
+    use common::truth::{gff_sqrt, DenseDenoiser, Truth};
+    let dev = Default::default();
+    let d = 4;
+    let gff = Gff::new(d, 1.0).unwrap();
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let truth = Truth { c: g.prior_dense(), sh: gff_sqrt(&gff) };
+    let t = table();
+    let model = DenseDenoiser { truth: truth.clone(), abar: (0..=t.steps()).map(|k| t.abar(k)).collect(), d };
+    let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
+    check_elbo_against_dense(&model, &truth, &noise, "gff", &[Decoder::Discretized8Bit, Decoder::Gaussian]);
+}
+
+#[test]
+fn ni_ddpm_elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
+    // The identity of the toy 2D test, under GFF noise: with the exact reverse conditionals and the
+    // Gaussian decoder, E[-ELBO] = H(x_0) + KL(q(x_T) || N(0, Sigma)) for any trajectory, with
+    // x_0 ~ N(0, C) and q(x_T) = N(0, abar_T C + bbar_T Sigma), all in pixel space (dense).
+    use common::truth::{gff_sqrt, DenseDenoiser, Truth};
+    use covdiff_core::dense::gaussian_kl;
+    use covdiff_core::trajectory::{Spacing, Trajectory};
+    use covdiff_model::diffusion::{Elbo, StepVariance};
+    let dev = Default::default();
+    let (d, n, m) = (4, 16, 20_000);
+    let gff = Gff::new(d, 1.0).unwrap();
+    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
+    let truth = Truth { c: g.prior_dense(), sh: gff_sqrt(&gff) };
+    let t = table();
+    let model = DenseDenoiser { truth: truth.clone(), abar: (0..=t.steps()).map(|k| t.abar(k)).collect(), d };
+    let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
+    let entropy = 0.5
+        * (truth.c.clone().cholesky().unwrap().determinant().ln()
+            + n as f64 * (1.0 + (2.0 * std::f64::consts::PI).ln()));
+    let sigma = &truth.sh * &truth.sh;
+    let big_t = t.steps();
+    let gap = gaussian_kl(&[0.0; 16], &truth.marginal(t.abar(big_t)), &[0.0; 16], &sigma);
+    let want = entropy + gap;
+    // x_0 = chol(C) z, on the host.
+    let l = truth.c.clone().cholesky().unwrap().l();
+    let z = Rand::new(11).normal(m * n, 1.0);
+    let x0: Vec<f64> =
+        (0..m).flat_map(|i| (&l * DVector::from_column_slice(&z[i * n..(i + 1) * n])).data.as_vec().clone()).collect();
+    let x0 = tensor::<B, 4>(&x0, [m, 1, d, d], &dev);
+    covdiff_model::normals::seed::<B>(&dev, 12);
+    for k in [1, 5] {
+        let trajectory = Trajectory::new(big_t, k, Spacing::Even).unwrap();
+        let elbo = Elbo {
+            table: &t,
+            trajectory: &trajectory,
+            variance: StepVariance::Learned,
+            logdet: LogDet::Exact,
+            decoder: Decoder::Gaussian,
+            noise: &noise,
+        };
+        let total = elbo.terms(&model, x0.clone()).unwrap().total();
+        let mean = total.iter().sum::<f64>() / m as f64;
+        let sd = (total.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m as f64).sqrt();
+        // 4 standard errors, plus f32 arithmetic on O(10) terms.
+        let tol = 4.0 * sd / (m as f64).sqrt() + 1e-2;
+        eprintln!("K = {k}: E[-ELBO] {mean:.4} vs H + gap {want:.4} (tol {tol:.4})");
+        assert!((mean - want).abs() < tol, "K = {k}: E[-ELBO] {mean} vs H + gap {want} (tol {tol})");
     }
 }
 

@@ -13,6 +13,7 @@
 //! This reads tensors back to the host: it is for native evaluation.
 
 use super::denoiser::Denoiser;
+use super::noise::ForwardNoise;
 use super::sampler::SamplerError;
 use super::variance::StepVariance;
 use crate::covariance::{AnyCovariance, Covariance};
@@ -31,6 +32,8 @@ pub enum ElboError {
     Math(#[from] covdiff_core::Error),
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// How `logdet Sigma`, `tr Sigma^-1` and `delta^T Sigma^-1 delta` are computed.
@@ -225,12 +228,16 @@ pub enum Decoder {
 
 /// The negative ELBO of a model with a step covariance rule, over a trajectory.
 #[derive(Clone, Copy, Debug)]
-pub struct Elbo<'a> {
+pub struct Elbo<'a, B: Backend> {
     pub table: &'a ScheduleTable,
     pub trajectory: &'a Trajectory,
     pub variance: StepVariance,
     pub logdet: LogDet,
     pub decoder: Decoder,
+    /// The forward noise. Under NI-DDPM's GFF the prior and transition terms are KLs taken in the
+    /// whitened coordinates `y = Sigma^-1/2 x`, where the model is a plain DDPM (a KL does not
+    /// change under an invertible linear map); the decoder is a density of the pixels `x_0`.
+    pub noise: &'a ForwardNoise<B>,
 }
 
 /// The terms of the negative ELBO of each image, in nats.
@@ -248,21 +255,17 @@ impl ElboTerms {
     }
 }
 
-impl Elbo<'_> {
+impl<B: Backend> Elbo<'_, B> {
     /// `x0` holds data in the decoder's form (8-bit images in [-1, 1], or continuous points); one
     /// draw of each `x_t ~ q(x_t | x_0)` (unbiased).
-    pub fn terms<B: Backend, D: Denoiser<B> + ?Sized>(
-        &self,
-        model: &D,
-        x0: Tensor<B, 4>,
-    ) -> Result<ElboTerms, ElboError> {
+    pub fn terms<D: Denoiser<B> + ?Sized>(&self, model: &D, x0: Tensor<B, 4>) -> Result<ElboTerms, ElboError> {
         let device = x0.device();
         self.terms_with(model, x0, |shape| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device))
     }
 
     /// [`Elbo::terms`] with the white noise of each step's `x_t` from `draw`, one call per step in
     /// sampling order.
-    pub fn terms_with<B: Backend, D: Denoiser<B> + ?Sized>(
+    pub fn terms_with<D: Denoiser<B> + ?Sized>(
         &self,
         model: &D,
         x0: Tensor<B, 4>,
@@ -274,8 +277,10 @@ impl Elbo<'_> {
         let device = x0.device();
         let big_t = self.trajectory.times()[0];
         let (ab, bb) = (self.table.abar(big_t), self.table.bbar(big_t));
-        // KL(N(sqrt(ab) x0, bb I) || N(0, I)) = 0.5 (n bb + ab |x0|^2 - n - n ln bb).
-        let sq = host(crate::covariance::per_image_sum(x0.clone() * x0.clone()));
+        // The data in whitened coordinates (x0 itself under white noise).
+        let y0 = self.noise.inv_sqrt_apply(x0.clone());
+        // KL(N(sqrt(ab) y0, bb I) || N(0, I)) = 0.5 (n bb + ab |y0|^2 - n - n ln bb).
+        let sq = host(crate::covariance::per_image_sum(y0.clone() * y0.clone()));
         let prior = sq.iter().map(|s| 0.5 * (n * bb + ab * s - n - n * bb.ln())).collect();
         let mut transitions = vec![0.0; b];
         let mut decoder = vec![0.0; b];
@@ -283,23 +288,17 @@ impl Elbo<'_> {
         for (t, s) in self.trajectory.steps() {
             let st = SkipStep::new(self.table, t, s);
             let z = draw(shape);
-            let xt = x0.clone() * st.abar_t.sqrt() + z * st.bbar_t().sqrt();
-            let (eps, cov) = model.predict(xt.clone(), t, learned);
+            // y_t = sqrt(abar) y0 + sqrt(bbar) z; the network sees x_t = Sigma^1/2 y_t.
+            let yt = y0.clone() * st.abar_t.sqrt() + z * st.bbar_t().sqrt();
+            let (eps, cov) = model.predict(self.noise.sqrt_apply(yt.clone()), t, learned);
             let (cx, ce) = st.mean_from_eps();
-            let mean_p = xt.clone() * cx + eps * ce;
+            let mean_p = yt.clone() * cx + eps * ce;
             let sigma = self.variance.at(&st, cov, shape, &device)?;
             if s == 0 {
-                decoder = match self.decoder {
-                    Decoder::Discretized8Bit => {
-                        let std = rows(sigma.diagonal().sqrt());
-                        let (xs, mus) = (rows(x0.clone()), rows(mean_p));
-                        (0..b).map(|i| discretized_gaussian_nll(&xs[i], &mus[i], &std[i])).collect()
-                    }
-                    Decoder::Gaussian => gaussian_nll(x0.clone() - mean_p, &sigma, self.logdet)?,
-                };
+                decoder = self.decoder_nll(x0.clone(), y0.clone(), mean_p, &sigma)?;
             } else {
                 let (c0, cxq) = st.mean_from_x0();
-                let mean_q = x0.clone() * c0 + xt * cxq;
+                let mean_q = y0.clone() * c0 + yt * cxq;
                 let kl = kl_isotropic_vs_cov(st.btilde, mean_p - mean_q, &sigma, self.logdet)?;
                 for (acc, k) in transitions.iter_mut().zip(kl) {
                     *acc += k;
@@ -307,5 +306,59 @@ impl Elbo<'_> {
             }
         }
         Ok(ElboTerms { prior, transitions, decoder })
+    }
+
+    /// `-log p(x_0 | x_{t_1})` of the pixels, with `p(y_0 | y_{t_1}) = N(mean_y, Sigma_1)` in whitened
+    /// coordinates, so `N(Sigma^1/2 mean_y, Sigma^1/2 Sigma_1 Sigma^1/2)` in pixels.
+    fn decoder_nll(
+        &self,
+        x0: Tensor<B, 4>,
+        y0: Tensor<B, 4>,
+        mean_y: Tensor<B, 4>,
+        sigma: &AnyCovariance<B>,
+    ) -> Result<Vec<f64>, ElboError> {
+        let [b, c, ..] = x0.dims();
+        match self.decoder {
+            Decoder::Gaussian => {
+                // Change of variables: -log p(x) = -log p(y) + log |det Sigma^1/2|.
+                let logdet = self.noise.log_det_sqrt(c);
+                Ok(gaussian_nll(y0 - mean_y, sigma, self.logdet)?.into_iter().map(|v| v + logdet).collect())
+            }
+            Decoder::Discretized8Bit => {
+                let std = rows(self.pixel_marginal_variance(sigma)?.sqrt());
+                let (xs, mus) = (rows(x0), rows(self.noise.sqrt_apply(mean_y)));
+                Ok((0..b).map(|i| discretized_gaussian_nll(&xs[i], &mus[i], &std[i])).collect())
+            }
+        }
+    }
+
+    /// `diag(Sigma^1/2 Sigma_1 Sigma^1/2)`, the per-pixel variances of the decoder: `diag(Sigma_1)`
+    /// under white noise; `s diag(Sigma)` for `Sigma_1 = s I` under GFF noise (circulant: the same for
+    /// every pixel); otherwise from the dense matrices (`LogDet::Exact`, small `n`).
+    fn pixel_marginal_variance(&self, sigma: &AnyCovariance<B>) -> Result<Tensor<B, 4>, ElboError> {
+        if self.noise.is_white() {
+            return Ok(sigma.diagonal());
+        }
+        let shape = sigma.shape();
+        let [b, c, h, w] = shape;
+        let device = sigma.device();
+        match (sigma, self.logdet) {
+            (AnyCovariance::Isotropic(iso), _) => {
+                let s = iso.s.clone() * self.noise.pixel_variance();
+                Ok(crate::covariance::per_image::<B, 4>(s) * Tensor::ones(shape, &device))
+            }
+            (_, LogDet::Exact) => {
+                let n = c * h * w;
+                let root = self.noise.sqrt_dense([c, h, w], &device).reshape([1, n, n]).expand([b, n, n]);
+                let full = root.clone().matmul(sigma.to_dense()).matmul(root);
+                let eye = Tensor::<B, 2>::eye(n, &device).reshape([1, n, n]);
+                Ok((full * eye).sum_dim(2).reshape(shape))
+            }
+            (_, LogDet::Lanczos { .. }) => Err(ElboError::Unsupported(
+                "the 8-bit decoder of a learned covariance under GFF noise needs diag(Sigma^1/2 Sigma_1 Sigma^1/2), \
+                 which covdiff computes densely only: use --logdet exact (small images)"
+                    .into(),
+            )),
+        }
     }
 }

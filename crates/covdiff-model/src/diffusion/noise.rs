@@ -29,13 +29,52 @@ impl<B: Backend> ForwardNoise<B> {
         matches!(self, Self::White)
     }
 
+    /// `Sigma^-1/2 v`: into the whitened coordinates `y = Sigma^-1/2 x`.
+    pub fn inv_sqrt_apply(&self, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::White => v,
+            Self::Gff(op) => op.inverse().apply(v),
+        }
+    }
+
+    /// `log |det Sigma^1/2|` over `channels` planes: `channels * sum_k ln sqrt(lam_k)` from the
+    /// circulant spectrum (0 for white noise). The change of variables `x = Sigma^1/2 y` adds it
+    /// to every negative log-density taken in whitened coordinates.
+    pub fn log_det_sqrt(&self, channels: usize) -> f64 {
+        match self {
+            Self::White => 0.0,
+            Self::Gff(op) => channels as f64 * op.sqrt_spectrum.iter().map(|h| h.ln()).sum::<f64>(),
+        }
+    }
+
+    /// `diag(Sigma)`, the same for every pixel of a circulant `Sigma`: the mean of its eigenvalues.
+    pub fn pixel_variance(&self) -> f64 {
+        match self {
+            Self::White => 1.0,
+            Self::Gff(op) => op.sqrt_spectrum.iter().map(|h| h * h).sum::<f64>() / op.sqrt_spectrum.len() as f64,
+        }
+    }
+
+    /// The dense `Sigma^1/2` on images of `shape = [C, d, d]`, `[n, n]` with `n = C d^2` (channel-major
+    /// `vec`): the filter applied to each basis image. For exact evaluations at small `n`.
+    pub fn sqrt_dense(&self, shape: [usize; 3], device: &B::Device) -> Tensor<B, 2> {
+        let [c, h, w] = shape;
+        let n = c * h * w;
+        let basis = Tensor::<B, 2>::eye(n, device).reshape([n, c, h, w]);
+        // Row j is Sigma^1/2 e_j, a column of the symmetric Sigma^1/2.
+        self.sqrt_apply(basis).reshape([n, n])
+    }
+
     /// The same noise with each of its tensors passed through `f`.
     fn map<B2: Backend>(&self, f: impl Fn(Tensor<B, 4>) -> Tensor<B2, 4>) -> ForwardNoise<B2> {
         match self {
             Self::White => ForwardNoise::White,
-            Self::Gff(op) => {
-                ForwardNoise::Gff(GffOperator { c: f(op.c.clone()), s: f(op.s.clone()), h: f(op.h.clone()) })
-            }
+            Self::Gff(op) => ForwardNoise::Gff(GffOperator {
+                c: f(op.c.clone()),
+                s: f(op.s.clone()),
+                h: f(op.h.clone()),
+                sqrt_spectrum: op.sqrt_spectrum.clone(),
+            }),
         }
     }
 
@@ -63,6 +102,8 @@ pub struct GffOperator<B: Backend> {
     s: Tensor<B, 4>,
     /// `h / d^2`, `[1, 1, d, d]`.
     h: Tensor<B, 4>,
+    /// `h` on the host, row-major on the FFT frequencies.
+    sqrt_spectrum: std::sync::Arc<Vec<f64>>,
 }
 
 impl<B: Backend> GffOperator<B> {
@@ -82,7 +123,26 @@ impl<B: Backend> GffOperator<B> {
         };
         let scale = 1.0 / (d * d) as f64;
         let hv: Vec<f32> = h.iter().map(|x| (x * scale) as f32).collect();
-        Self { c: mat(f64::cos), s: mat(f64::sin), h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), device) }
+        Self {
+            c: mat(f64::cos),
+            s: mat(f64::sin),
+            h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), device),
+            sqrt_spectrum: std::sync::Arc::new(h.to_vec()),
+        }
+    }
+
+    /// The filter with the reciprocal spectrum `1 / h` (for `Sigma^1/2`: `Sigma^-1/2`).
+    pub fn inverse(&self) -> Self {
+        let d = self.c.dims()[2];
+        let spectrum: Vec<f64> = self.sqrt_spectrum.iter().map(|h| 1.0 / h).collect();
+        let scale = 1.0 / (d * d) as f64;
+        let hv: Vec<f32> = spectrum.iter().map(|x| (x * scale) as f32).collect();
+        Self {
+            c: self.c.clone(),
+            s: self.s.clone(),
+            h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), &self.h.device()),
+            sqrt_spectrum: std::sync::Arc::new(spectrum),
+        }
     }
 
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {

@@ -134,7 +134,8 @@ pub fn negative_elbo<B: Backend, M: Denoiser<B> + ?Sized>(
     variance: StepVariance,
     x0: Tensor<B, 2>,
 ) -> Result<Vec<f64>, ElboError> {
-    let elbo = Elbo { table, trajectory, variance, logdet: LogDet::Exact, decoder: Decoder::Gaussian };
+    let noise = ForwardNoise::White;
+    let elbo = Elbo { table, trajectory, variance, logdet: LogDet::Exact, decoder: Decoder::Gaussian, noise: &noise };
     Ok(elbo.terms(model, Full2::as_image(x0))?.total())
 }
 

@@ -136,7 +136,6 @@ impl EvalData {
         let method = self.method()?;
         let n = card.channels * card.size * card.size;
         if nll {
-            ensure!(card.noise.kind == "white", "NLL is implemented for white forward noise only, not NI-DDPM's GFF");
             ensure!(
                 method != LogDet::Exact || n <= 4096,
                 "n = {n} is too large for dense Cholesky: use --logdet lanczos"
@@ -187,6 +186,7 @@ impl EvalData {
                             variance,
                             logdet: method,
                             decoder: Decoder::Discretized8Bit,
+                            noise: &models.noise,
                         }
                         .terms(den, x0)
                         .map_err(anyhow::Error::msg)?;
