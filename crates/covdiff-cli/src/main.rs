@@ -47,6 +47,9 @@ enum Command {
     Classifier(commands::image::classifier::Args),
     /// Re-export a run's weights (safetensors with diffusers names) and model card, e.g. into weights/.
     Export(commands::image::export::Args),
+    /// Import a checkpoint of another library as a covdiff model file (diffusers UNet2DModel).
+    #[command(subcommand)]
+    Import(commands::image::import::Command),
     /// Analytic denoisers (optimal, Wiener, patch, ELS, mask) beside the trained UNet.
     #[command(subcommand)]
     Denoise(commands::denoise::Command),
@@ -88,6 +91,7 @@ fn main() {
         Command::Inpaint(a) => device::dispatch(cli.device, a),
         Command::Eval(c) => commands::image::eval::run(c, cli.device),
         Command::Export(a) => device::dispatch(cli.device, a),
+        Command::Import(c) => commands::image::import::run(c, cli.device),
         Command::Classifier(a) => device::dispatch(cli.device, a),
     });
     if let Err(e) = result {

@@ -67,6 +67,7 @@ fn help_is_everywhere() {
         vec!["eval", "nll", "--help"],
         vec!["eval", "table", "--help"],
         vec!["export", "--help"],
+        vec!["import", "diffusers", "--help"],
         vec!["denoise", "compare", "--help"],
         vec!["denoise", "sample", "--help"],
         vec!["denoise", "sensitivity", "--help"],
@@ -924,4 +925,56 @@ fn inpainting_honours_the_observed_pixels_with_every_covariance() {
         args.extend(extra);
         assert_error(&covdiff(&args), want);
     }
+}
+
+#[test]
+fn a_diffusers_unet_folder_imports_and_samples() {
+    // The committed diffusers folder (#13 part 5): imported, its card records diffusers' timestep
+    // convention, and the model samples; bad folders are refused with reasons. The numbers are
+    // checked against diffusers in covdiff-model's unet tests.
+    let dir = scratch("import");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/diffusers-unet");
+    let out = dir.join("imported.safetensors");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let o = covdiff(&["import", "diffusers", &s(&fixture), "--out", &s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let card = json(&out.with_extension("json"));
+    assert_eq!(card["unet"]["timestep_offset"], -1.0);
+    assert_eq!(card["unet"]["freq_shift"], 1.0);
+    assert_eq!(card["size"], 8);
+    assert!(card["metrics"]["timesteps"].as_str().unwrap().contains("0-based"));
+    let png = dir.join("s.png");
+    let o = covdiff(&[
+        "sample",
+        "--weights",
+        &s(&out),
+        "--covariance",
+        "beta-tilde",
+        "--steps",
+        "3",
+        "--n",
+        "2",
+        "--out",
+        &s(&png),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(png.exists());
+    // No folder, a folder without weights, and an unsupported block type.
+    assert_error(&covdiff(&["import", "diffusers", &s(&dir.join("none"))]), "UNet2DModel folder");
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut config = json(&fixture.join("config.json"));
+    std::fs::write(bad.join("config.json"), config.to_string()).unwrap();
+    assert_error(&covdiff(&["import", "diffusers", &s(&bad)]), "diffusion_pytorch_model.safetensors");
+    config["down_block_types"] = serde_json::json!(["DownBlock2D", "CrossAttnDownBlock2D"]);
+    std::fs::write(bad.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(fixture.join("diffusion_pytorch_model.safetensors"), bad.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    assert_error(&covdiff(&["import", "diffusers", &s(&bad)]), "CrossAttnDownBlock2D");
+    // Weights of another shape are named tensor by tensor.
+    config["down_block_types"] = serde_json::json!(["DownBlock2D", "DownBlock2D"]);
+    config["up_block_types"] = serde_json::json!(["UpBlock2D", "UpBlock2D"]);
+    std::fs::write(bad.join("config.json"), config.to_string()).unwrap();
+    assert_error(&covdiff(&["import", "diffusers", &s(&bad)]), "attentions");
+    std::fs::remove_dir_all(&dir).ok();
 }

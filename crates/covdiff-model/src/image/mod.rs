@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod denoiser;
+pub mod diffusers;
 pub mod exactness;
 pub mod guidance;
 pub mod heads;

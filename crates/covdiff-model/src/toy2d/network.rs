@@ -65,7 +65,7 @@ impl<B: Backend> Mlp<B> {
     /// `x` `[N, 2]`, `t` `[N]` (the step, as a float), `y` `[N]` labels when conditional.
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>, y: Option<Tensor<B, 1, Int>>) -> Tensor<B, 2> {
         let n = x.dims()[0];
-        let mut parts = vec![x, sinusoidal(t, self.time_dim, false)];
+        let mut parts = vec![x, sinusoidal(t, self.time_dim, false, 0.0)];
         if let (Some(emb), Some(y)) = (&self.class_embedding, y) {
             let e = emb.forward(y.reshape([n, 1]));
             let k = e.dims()[2];

@@ -48,6 +48,17 @@ pub struct UNetConfig {
     /// Class-conditional when set: a learnt embedding summed to the time embedding.
     #[config(default = "None")]
     pub num_class_embeds: Option<usize>,
+    /// The sinusoidal embedding's halves as `[cos, sin]` (diffusers' `flip_sin_to_cos`).
+    #[config(default = true)]
+    pub flip_sin_to_cos: bool,
+    /// Diffusers' `freq_shift`: frequencies `10000^(-k / (half - freq_shift))`.
+    #[config(default = 0.0)]
+    pub freq_shift: f64,
+    /// Added to covdiff's step `t` (1..=T) before the embedding: 0 for covdiff's own networks, -1
+    /// for networks trained by diffusers' schedulers, which feed the 0-based index 0..T-1 of the
+    /// same noise level.
+    #[config(default = 0.0)]
+    pub timestep_offset: f64,
 }
 
 impl UNetConfig {
@@ -87,9 +98,17 @@ impl UNetConfig {
             return Some(format!("{c} channels cannot be split into {} groups", self.norm_num_groups));
         }
         if let Some(hd) = self.attention_head_dim {
-            if let Some(c) = self.block_out_channels.iter().find(|c| hd == 0 || *c % hd != 0) {
+            // The levels with attention, and the mid-block's (the last level's channels).
+            let attended = self.block_out_channels.iter().zip(&self.attention).filter(|(_, a)| **a).map(|(c, _)| c);
+            if let Some(c) = attended.chain(ch_last(self)).find(|c| hd == 0 || *c % hd != 0) {
                 return Some(format!("{c} channels cannot be split into heads of {hd}"));
             }
+        }
+        if !(self.freq_shift.is_finite() && self.timestep_offset.is_finite()) {
+            return Some("freq_shift and timestep_offset must be finite".into());
+        }
+        if self.block_out_channels[0] / 2 <= self.freq_shift.max(0.0) as usize {
+            return Some(format!("freq_shift {} leaves no frequencies", self.freq_shift));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Some(format!("dropout {} is not in [0, 1)", self.dropout));
@@ -160,8 +179,16 @@ impl UNetConfig {
             conv_norm_out: GroupNormConfig::new(self.norm_num_groups, ch[0]).with_epsilon(self.norm_eps).init(device),
             conv_out: Conv::new(ch[0], self.out_channels, 3, 1, 1, device),
             time_proj_dim: ch[0],
+            flip_sin_to_cos: self.flip_sin_to_cos,
+            freq_shift: self.freq_shift,
+            timestep_offset: self.timestep_offset,
         }
     }
+}
+
+/// The last level's channels (the mid-block's), where there is a level.
+fn ch_last(c: &UNetConfig) -> Option<&usize> {
+    c.block_out_channels.last()
 }
 
 /// The eps-prediction and the features the covariance heads read (paper Eq. 15, Table 5).
@@ -185,6 +212,9 @@ pub struct UNet<B: Backend> {
     conv_norm_out: GroupNorm<B>,
     conv_out: Conv<B>,
     time_proj_dim: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+    timestep_offset: f64,
 }
 
 impl<B: Backend> UNet<B> {
@@ -195,7 +225,9 @@ impl<B: Backend> UNet<B> {
 
     pub fn forward_features(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, y: Option<Tensor<B, 1, Int>>) -> UNetOutput<B> {
         let b = x.dims()[0];
-        let mut temb = self.time_embedding.forward(sinusoidal(t, self.time_proj_dim, true));
+        let t = if self.timestep_offset == 0.0 { t } else { t + self.timestep_offset };
+        let mut temb =
+            self.time_embedding.forward(sinusoidal(t, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift));
         if let (Some(emb), Some(y)) = (&self.class_embedding, y) {
             let e = emb.forward(y.reshape([b, 1]));
             let k = e.dims()[2];
