@@ -151,7 +151,7 @@ fn a_learnt_covariance_on_a_model_without_heads_is_refused_when_the_sampler_is_b
     assert!(matches!(p.column("kdct"), Err(PipelineError::UnknownSampler { .. })));
     let config = SamplerConfig::ddpm(StepVariance::Learned, 5);
     let Err(refused) = p.sampling(Column::Learned, &config) else { panic!("no heads, no learnt covariance") };
-    assert!(refused.to_string().contains("covariance heads"), "{refused}");
+    assert!(refused.to_string().contains("predicts a covariance"), "{refused}");
     assert!(p.sampling(Column::Heuristic(StepVariance::Small), &config).is_ok());
 }
 

@@ -294,7 +294,7 @@ fn check_diffusers_folder(dir: &std::path::Path) {
     let dev = Default::default();
     let config = String::from_utf8(read("config.json")).unwrap();
     let (imported, unet) = import_unet::<Cpu>(&config, read("diffusion_pytorch_model.safetensors"), &dev).unwrap();
-    assert_eq!(imported.config.timestep_offset, -1.0, "the diffusers convention is recorded");
+    assert_eq!(imported.config.timestep_offset, Some(-1.0), "the diffusers convention is recorded");
     let ((xs, x), (_, t), (_, eps)) = (npy("reference_x.npy"), npy("reference_t.npy"), npy("reference_eps.npy"));
     let x = Tensor::<Cpu, 4>::from_data(burn::tensor::TensorData::new(x, [xs[0], xs[1], xs[2], xs[3]]), &dev);
     // covdiff's step for diffusers' index t is t + 1; the imported UNet feeds the network t.

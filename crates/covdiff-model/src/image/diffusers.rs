@@ -174,9 +174,9 @@ pub fn unet_config(config_json: &str) -> Result<DiffusersUNet, ImportError> {
             None | Some(Value::Null) => None,
             Some(_) => Some(usize_of(&c, "num_class_embeds", 0)?),
         })
-        .with_flip_sin_to_cos(flip)
-        .with_freq_shift(f64_of(&c, "freq_shift", 0.0)?)
-        .with_timestep_offset(-1.0);
+        .with_flip_sin_to_cos(Some(flip))
+        .with_freq_shift(Some(f64_of(&c, "freq_shift", 0.0)?))
+        .with_timestep_offset(Some(-1.0));
     config.validate()?;
     let sample_size = match c.get("sample_size") {
         None | Some(Value::Null) => None,

@@ -48,17 +48,18 @@ pub struct UNetConfig {
     /// Class-conditional when set: a learnt embedding summed to the time embedding.
     #[config(default = "None")]
     pub num_class_embeds: Option<usize>,
-    /// The sinusoidal embedding's halves as `[cos, sin]` (diffusers' `flip_sin_to_cos`).
-    #[config(default = true)]
-    pub flip_sin_to_cos: bool,
-    /// Diffusers' `freq_shift`: frequencies `10000^(-k / (half - freq_shift))`.
-    #[config(default = 0.0)]
-    pub freq_shift: f64,
-    /// Added to covdiff's step `t` (1..=T) before the embedding: 0 for covdiff's own networks, -1
-    /// for networks trained by diffusers' schedulers, which feed the 0-based index 0..T-1 of the
-    /// same noise level.
-    #[config(default = 0.0)]
-    pub timestep_offset: f64,
+    /// The sinusoidal embedding's halves as `[cos, sin]` (diffusers' `flip_sin_to_cos`); `None`:
+    /// true. (Options, so that cards written before these settings existed still read.)
+    #[config(default = "None")]
+    pub flip_sin_to_cos: Option<bool>,
+    /// Diffusers' `freq_shift`: frequencies `10000^(-k / (half - freq_shift))`; `None`: 0.
+    #[config(default = "None")]
+    pub freq_shift: Option<f64>,
+    /// Added to covdiff's step `t` (1..=T) before the embedding; `None`: 0, covdiff's own networks.
+    /// -1 for networks trained by diffusers' schedulers, which feed the 0-based index 0..T-1 of
+    /// the same noise level.
+    #[config(default = "None")]
+    pub timestep_offset: Option<f64>,
 }
 
 impl UNetConfig {
@@ -104,11 +105,12 @@ impl UNetConfig {
                 return Some(format!("{c} channels cannot be split into heads of {hd}"));
             }
         }
-        if !(self.freq_shift.is_finite() && self.timestep_offset.is_finite()) {
+        let (shift, offset) = (self.freq_shift.unwrap_or(0.0), self.timestep_offset.unwrap_or(0.0));
+        if !(shift.is_finite() && offset.is_finite()) {
             return Some("freq_shift and timestep_offset must be finite".into());
         }
-        if self.block_out_channels[0] / 2 <= self.freq_shift.max(0.0) as usize {
-            return Some(format!("freq_shift {} leaves no frequencies", self.freq_shift));
+        if self.block_out_channels[0] / 2 <= shift.max(0.0) as usize {
+            return Some(format!("freq_shift {shift} leaves no frequencies"));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Some(format!("dropout {} is not in [0, 1)", self.dropout));
@@ -179,9 +181,9 @@ impl UNetConfig {
             conv_norm_out: GroupNormConfig::new(self.norm_num_groups, ch[0]).with_epsilon(self.norm_eps).init(device),
             conv_out: Conv::new(ch[0], self.out_channels, 3, 1, 1, device),
             time_proj_dim: ch[0],
-            flip_sin_to_cos: self.flip_sin_to_cos,
-            freq_shift: self.freq_shift,
-            timestep_offset: self.timestep_offset,
+            flip_sin_to_cos: self.flip_sin_to_cos.unwrap_or(true),
+            freq_shift: self.freq_shift.unwrap_or(0.0),
+            timestep_offset: self.timestep_offset.unwrap_or(0.0),
         }
     }
 }
