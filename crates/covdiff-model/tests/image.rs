@@ -326,20 +326,24 @@ fn elbo_terms_match_a_dense_evaluation() {
     check_elbo_against_dense(&model, &truth, &ForwardNoise::White, "white", &[Decoder::Discretized8Bit]);
 }
 
-#[test]
-fn ni_ddpm_elbo_terms_match_a_dense_evaluation_in_pixel_space() {
-    // GFF noise (#13 part 3): the terms are taken in whitened coordinates, the decoder in pixels
-    // (the 8-bit one with diag(Sigma^1/2 W Sigma^1/2), the Gaussian one with log|det Sigma^1/2| from
-    // the circulant spectrum); the reference works in pixels throughout, with a dense Sigma^1/2.
+/// Grey `d x d` Gaussian data (a DCT power law) under GFF noise of power 1: the dense truth, its
+/// exact denoiser, and the forward noise.
+fn gff_gaussian(d: usize) -> (common::truth::Truth, common::truth::DenseDenoiser, ForwardNoise<B>) {
     use common::truth::{gff_sqrt, DenseDenoiser, Truth};
-    let dev = Default::default();
-    let d = 4;
     let gff = Gff::new(d, 1.0).unwrap();
     let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
     let truth = Truth { c: g.prior_dense(), sh: gff_sqrt(&gff) };
     let t = table();
     let model = DenseDenoiser { truth: truth.clone(), abar: (0..=t.steps()).map(|k| t.abar(k)).collect(), d };
-    let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
+    (truth, model, ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &Default::default())))
+}
+
+#[test]
+fn ni_ddpm_elbo_terms_match_a_dense_evaluation_in_pixel_space() {
+    // GFF noise (#13 part 3): the terms are taken in whitened coordinates, the decoder in pixels
+    // (the 8-bit one with diag(Sigma^1/2 W Sigma^1/2), the Gaussian one with log|det Sigma^1/2| from
+    // the circulant spectrum); the reference works in pixels throughout, with a dense Sigma^1/2.
+    let (truth, model, noise) = gff_gaussian(4);
     check_elbo_against_dense(&model, &truth, &noise, "gff", &[Decoder::Discretized8Bit, Decoder::Gaussian]);
 }
 
@@ -348,18 +352,13 @@ fn ni_ddpm_elbo_with_exact_posteriors_equals_entropy_plus_prior_gap() {
     // The identity of the toy 2D test, under GFF noise: with the exact reverse conditionals and the
     // Gaussian decoder, E[-ELBO] = H(x_0) + KL(q(x_T) || N(0, Sigma)) for any trajectory, with
     // x_0 ~ N(0, C) and q(x_T) = N(0, abar_T C + bbar_T Sigma), all in pixel space (dense).
-    use common::truth::{gff_sqrt, DenseDenoiser, Truth};
     use covdiff_core::dense::gaussian_kl;
     use covdiff_core::trajectory::{Spacing, Trajectory};
     use covdiff_model::diffusion::{Elbo, StepVariance};
     let dev = Default::default();
     let (d, n, m) = (4, 16, 20_000);
-    let gff = Gff::new(d, 1.0).unwrap();
-    let g = DctGaussian::power_law(&[1.0], 1, d, 2.0, 1.0).unwrap();
-    let truth = Truth { c: g.prior_dense(), sh: gff_sqrt(&gff) };
     let t = table();
-    let model = DenseDenoiser { truth: truth.clone(), abar: (0..=t.steps()).map(|k| t.abar(k)).collect(), d };
-    let noise = ForwardNoise::Gff(GffOperator::sqrt_of(&gff, &dev));
+    let (truth, model, noise) = gff_gaussian(d);
     let entropy = 0.5
         * (truth.c.clone().cholesky().unwrap().determinant().ln()
             + n as f64 * (1.0 + (2.0 * std::f64::consts::PI).ln()));
