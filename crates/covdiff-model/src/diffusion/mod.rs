@@ -5,6 +5,7 @@
 
 pub mod denoiser;
 pub mod elbo;
+pub mod langevin;
 pub mod noise;
 pub mod sampler;
 pub mod train;
@@ -12,6 +13,7 @@ pub mod variance;
 
 pub use denoiser::Denoiser;
 pub use elbo::{Decoder, Elbo, ElboError, ElboTerms, LogDet};
+pub use langevin::{Langevin, LangevinConfig, LangevinError, NoiseLevels};
 pub use noise::{ForwardNoise, GffOperator};
 pub use sampler::{initial_noise, NoiseClip, SamplerConfig, SamplerError, SamplerKind, Sampling, StepOutput};
 pub use train::{Loss, Settings, Snapshot, Stage, StageError, StepLosses, Trainer, TrainingData};

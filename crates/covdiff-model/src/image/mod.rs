@@ -17,5 +17,5 @@ pub use denoiser::{GaussianDenoiser, SecondOrder};
 pub use guidance::{conjugate_gradient, CgOptions, GuidanceCovariance, Guided, Observation};
 pub use heads::{CovarianceHeads, CovarianceHeadsConfig, HeadKind};
 pub use pipeline::{Column, Pipeline, PipelineError};
-pub use train::{whitened_jvp, EpsStage, HeadObjective, HeadStage};
+pub use train::{whitened_jvp, EpsStage, HeadObjective, HeadStage, SmldStage};
 pub mod weights;

@@ -5,7 +5,7 @@
 use super::heads::{CovarianceHeads, HeadKind};
 use crate::covariance::per_image_sum;
 use crate::diffusion::train::{Batch, Loss, Stage, StageError};
-use crate::diffusion::ForwardNoise;
+use crate::diffusion::{ForwardNoise, NoiseLevels};
 use crate::objectives::{jvp_central_difference, npr, npr_residual, ocm, sn};
 use crate::unet::UNet;
 use burn::module::Module;
@@ -136,5 +136,29 @@ impl<B: AutodiffBackend> Stage<B> for HeadStage<B> {
     }
     fn to_device(&self, device: &B::Device) -> Self {
         Self { unet: self.unet.clone().fork(device), objective: self.objective }
+    }
+}
+
+/// (NI-)SMLD's denoising score matching on the UNet (the non-isotropic paper, Eq. 100): at the
+/// batch's level `i` (its step `t`), `x_i = x_0 + sigma_i Sigma^1/2 eps` and the loss is
+/// `||eps - eps_hat(x_i, i)||^2 / n`; the score is `-Sigma^-1/2 eps_hat / sigma_i` (Eq. 99). The
+/// trainer's schedule must have `L` steps, so that its steps are the levels `1..=L` (its `abar` is
+/// not used).
+pub struct SmldStage {
+    pub levels: NoiseLevels,
+}
+
+impl<B: AutodiffBackend> Stage<B> for SmldStage {
+    type Model = UNet<B>;
+    fn loss(&self, model: &UNet<B>, batch: Batch<B>) -> Loss<B> {
+        let [b, ..] = batch.eps.dims();
+        let n = batch.eps.dims()[1..].iter().product::<usize>() as f64;
+        let sigma = self.levels.sigma_of(batch.t.clone()).reshape([b, 1, 1, 1]);
+        let x_i = batch.x0 + batch.noise.sqrt_apply(batch.eps.clone()) * sigma;
+        let eps_hat = model.forward(x_i, batch.t, batch.labels);
+        (per_image_sum((batch.eps - eps_hat).powi_scalar(2)).mean() / n).into()
+    }
+    fn to_device(&self, _: &B::Device) -> Self {
+        Self { levels: self.levels }
     }
 }
