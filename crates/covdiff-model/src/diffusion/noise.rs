@@ -9,6 +9,7 @@ use burn::tensor::{
     Tensor, TensorData,
 };
 use covdiff_core::gff::Gff;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub enum ForwardNoise<B: Backend> {
@@ -103,7 +104,7 @@ pub struct GffOperator<B: Backend> {
     /// `h / d^2`, `[1, 1, d, d]`.
     h: Tensor<B, 4>,
     /// `h` on the host, row-major on the FFT frequencies.
-    sqrt_spectrum: std::sync::Arc<Vec<f64>>,
+    sqrt_spectrum: Arc<Vec<f64>>,
 }
 
 impl<B: Backend> GffOperator<B> {
@@ -121,27 +122,24 @@ impl<B: Backend> GffOperator<B> {
                 .collect();
             Tensor::<B, 2>::from_data(TensorData::new(v, [d, d]), device).reshape([1, 1, d, d])
         };
+        Self { c: mat(f64::cos), s: mat(f64::sin), h: Self::scaled(d, h, device), sqrt_spectrum: Arc::new(h.to_vec()) }
+    }
+
+    /// `h / d^2` as the `[1, 1, d, d]` tensor [`GffOperator::apply`] multiplies by.
+    fn scaled(d: usize, h: &[f64], device: &B::Device) -> Tensor<B, 4> {
         let scale = 1.0 / (d * d) as f64;
         let hv: Vec<f32> = h.iter().map(|x| (x * scale) as f32).collect();
-        Self {
-            c: mat(f64::cos),
-            s: mat(f64::sin),
-            h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), device),
-            sqrt_spectrum: std::sync::Arc::new(h.to_vec()),
-        }
+        Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), device)
     }
 
     /// The filter with the reciprocal spectrum `1 / h` (for `Sigma^1/2`: `Sigma^-1/2`).
     pub fn inverse(&self) -> Self {
-        let d = self.c.dims()[2];
         let spectrum: Vec<f64> = self.sqrt_spectrum.iter().map(|h| 1.0 / h).collect();
-        let scale = 1.0 / (d * d) as f64;
-        let hv: Vec<f32> = spectrum.iter().map(|x| (x * scale) as f32).collect();
         Self {
             c: self.c.clone(),
             s: self.s.clone(),
-            h: Tensor::from_data(TensorData::new(hv, [1, 1, d, d]), &self.h.device()),
-            sqrt_spectrum: std::sync::Arc::new(spectrum),
+            h: Self::scaled(self.c.dims()[2], &spectrum, &self.h.device()),
+            sqrt_spectrum: Arc::new(spectrum),
         }
     }
 

@@ -344,8 +344,7 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
         let b = batch.eps.dims()[0];
         let parts = self.replicas.len() + 1;
         let mut grads = MultiGradientsParams::default();
-        let inner_device = Tensor::<B, 1>::zeros([1], &self.device).inner().device();
-        let mut sum = StepLosses { total: Tensor::zeros([1], &inner_device), terms: Vec::new() };
+        let mut sum = StepLosses { total: Tensor::zeros([1], &self.device), terms: Vec::new() };
         let mut start = 0;
         for i in 0..parts {
             let len = (b - start) / (parts - i);
@@ -361,9 +360,9 @@ impl<B: AutodiffBackend, S: Stage<B>> Trainer<B, S> {
             let loss = stage.loss(&replica, batch.shard(start, len, device));
             let total = loss.total * share;
             grads.grads.push((GradientsParams::from_grads(total.backward(), &replica), device.id()));
-            sum.total = sum.total + total.inner().to_device(&inner_device);
+            sum.total = sum.total + total.inner().to_device(&self.device);
             for (k, (name, term)) in loss.terms.into_iter().enumerate() {
-                let term = term.to_device(&inner_device) * share;
+                let term = term.to_device(&self.device) * share;
                 match sum.terms.get_mut(k) {
                     Some((_, acc)) => *acc = acc.clone() + term,
                     None => sum.terms.push((name, term)),
